@@ -1,0 +1,572 @@
+"""The estimator template every family fills in.
+
+A family is a network (``nn.Module``, no loss inside), an objective (``_loss``, a few
+lines) and a sampler (``_sample_std``). Everything else -- input checks, standardisation
+and its Jacobian, the training loop with validation and early stopping, labels,
+determinism, imputation, save/load -- lives here once.
+
+Internally every family works on standardised data ``z = (x - loc_) / scale_``; densities
+are mapped back with ``log p(x) = log p(z) - sum(log scale_)`` so users get nats in
+their own units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import zipfile
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from genzoo.errors import UnsupportedError
+
+FORMAT = "genzoo-model"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- input checks
+def check_array(X: Any, name: str = "X", *, allow_nan: bool = False, dim: int | None = None,
+                min_rows: int = 1) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 array or raise a ValueError naming the problem."""
+    if X is None:
+        raise ValueError(f"{name} is None; expected a 2-D array of shape (n_samples, n_features)")
+    try:
+        arr = np.asarray(X)
+    except Exception as e:  # ragged nested lists
+        raise ValueError(f"{name} could not be read as an array ({e})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real-valued; got complex numbers")
+    if arr.ndim != 2:
+        hint = " (a single feature? use X.reshape(-1, 1); a single row? X.reshape(1, -1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {arr.shape}{hint}")
+    if arr.shape[0] < min_rows or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least {min_rows} row(s) and 1 column")
+    arr = arr.astype(np.float64, copy=False)
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} contains {int(np.isinf(arr).sum())} infinite value(s)")
+    if not allow_nan and np.isnan(arr).any():
+        rows = np.flatnonzero(np.isnan(arr).any(1))
+        raise ValueError(f"{name} contains NaN in {len(rows)} row(s) (first: row {rows[0]}); "
+                         "use impute() to fill missing values")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has {arr.shape[1]} feature(s) but the model was fitted on {dim}")
+    return arr
+
+
+def check_n_samples(n: Any) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n_samples must be a positive integer; got {n!r}")
+    if n <= 0:
+        raise ValueError(f"n_samples must be a positive integer; got {n}")
+    return int(n)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; anything else must name a usable torch device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for CUDA, but CUDA is not available here")
+    return dev
+
+
+def seed_from(random_state: Any) -> int:
+    """A 63-bit integer seed from an int, a numpy Generator/RandomState, or None (fresh)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state) & (2**63 - 1)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(np.random.default_rng(random_state).integers(0, 2**63 - 1))
+
+
+@contextlib.contextmanager
+def torch_seed(seed: int, device: torch.device | None = None):
+    """Seed torch's global RNG inside the block and restore it afterwards (so calls are reproducible)."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# ----------------------------------------------------------------------------- the template
+class GenerativeModel(BaseEstimator):
+    """Base class of every genzoo family (scikit-learn conventions: ``__init__`` only stores).
+
+    Subclasses set ``likelihood_kind`` and ``_capabilities`` and implement the hooks
+    ``_fit_std``, ``_sample_std`` and (where they have one) ``_log_prob_std``.
+    """
+
+    family: ClassVar[str] = "base"
+    likelihood_kind: ClassVar[str] = "none"
+    _capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
+    #: a short sentence the CLI and report show
+    summary: ClassVar[str] = ""
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the family can do: a subset of {'sample', 'log_prob', 'impute', 'conditional'}."""
+        return self._capabilities
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y=None):
+        """Learn p(x) (or p(x | y) when labels are given) from the rows of ``X``; returns self."""
+        X = check_array(X, "X", min_rows=2)
+        y_idx = self._encode_fit_labels(y, len(X))
+        self.n_features_in_ = X.shape[1]
+        self.loc_ = X.mean(0)
+        scale = X.std(0)
+        self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.loc_)), scale, 1.0)
+        Z = (X - self.loc_) / self.scale_
+        self.z_lo_, self.z_hi_ = Z.min(0), Z.max(0)
+        self.device_ = str(resolve_device(getattr(self, "device", "cpu")))
+        self.history_ = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+        self._fit_std(Z, y_idx, seed_from(getattr(self, "random_state", None)))
+        self.last_nfe_ = None
+        return self
+
+    def sample(self, n_samples: int, y=None, random_state=None, **opts) -> np.ndarray:
+        """Draw ``n_samples`` rows; ``y`` (scalar or one label per row) asks for those classes."""
+        self._check_fitted()
+        n = check_n_samples(n_samples)
+        y_idx = self._encode_sample_labels(y, n)
+        seed = seed_from(random_state)
+        with torch.no_grad():
+            Z = self._sample_std(n, y_idx, seed, **opts)
+        Z = _to_numpy(Z)
+        return Z * self.scale_ + self.loc_
+
+    def score_samples(self, X, **opts) -> np.ndarray:
+        """Log-density of each row in nats (a bound or estimate where ``likelihood_kind`` says so)."""
+        self._check_fitted()
+        if "log_prob" not in self.capabilities:
+            raise UnsupportedError(self._no_likelihood_reason())
+        X = check_array(X, "X", dim=self.n_features_in_)
+        Z = (X - self.loc_) / self.scale_
+        lp = _to_numpy(self._log_prob_std(Z, **opts))
+        return lp.astype(np.float64) - float(np.log(self.scale_).sum())
+
+    def score(self, X, y=None, **opts) -> float:
+        """Mean log-density per row (higher is better), so model selection by likelihood works."""
+        return float(np.mean(self.score_samples(X, **opts)))
+
+    def impute(self, X, random_state=None, **opts) -> np.ndarray:
+        """Replace NaNs with draws from the model's p(missing | observed); observed values stay.
+
+        A row with nothing missing is returned as is; a row with everything missing gets an
+        unconditional sample.
+        """
+        self._check_fitted()
+        if "impute" not in self.capabilities:
+            raise UnsupportedError(f"{self.family} cannot impute missing values")
+        X = check_array(X, "X", allow_nan=True, dim=self.n_features_in_)
+        out = X.copy()
+        miss = np.isnan(X)
+        rows_all = np.flatnonzero(miss.all(1))
+        rows_some = np.flatnonzero(miss.any(1) & ~miss.all(1))
+        seed = seed_from(random_state)
+        rng = np.random.default_rng(seed)
+        if len(rows_all):
+            out[rows_all] = self.sample(len(rows_all), random_state=int(rng.integers(2**62)))
+        if len(rows_some):
+            Z = (X[rows_some] - self.loc_) / self.scale_
+            with torch.no_grad():
+                Zf = _to_numpy(self._impute_std(Z, miss[rows_some], int(rng.integers(2**62)), **opts))
+            filled = Zf * self.scale_ + self.loc_
+            out[rows_some] = np.where(miss[rows_some], filled, X[rows_some])
+        return out
+
+    def save(self, path) -> None:
+        """Write a checkpoint: JSON metadata + safetensors weights in one zip (no pickle)."""
+        self._check_fitted()
+        from safetensors.numpy import save as np_save
+
+        arrays = self._get_arrays()
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": self.family,
+                "genzoo_version": _version(), "params": _jsonable(self.get_params()),
+                "state": _jsonable(self._get_meta())}
+        tmp = f"{path}.tmp"
+        import os
+
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("meta.json", json.dumps(meta))
+            zf.writestr("arrays.safetensors", np_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ hooks for families
+    def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
+        raise NotImplementedError
+
+    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, **opts):
+        raise NotImplementedError
+
+    def _log_prob_std(self, Z: np.ndarray, **opts):
+        raise UnsupportedError(self._no_likelihood_reason())
+
+    def _no_likelihood_reason(self) -> str:
+        return f"{self.family} has no likelihood"
+
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, **opts) -> np.ndarray:
+        """Default for families with a density: Gibbs sampling, each coordinate by grid inverse-CDF.
+
+        With one coordinate missing a single sweep is an exact draw from the model's
+        conditional (up to the grid, 1024 cells over the training range); with more missing
+        it is a Gibbs chain of ``sweeps`` sweeps started from an unconditional sample.
+        """
+        if "log_prob" not in self.capabilities:
+            raise UnsupportedError(f"{self.family} has no imputation method")
+        return grid_gibbs_impute(lambda z: _to_numpy(self._log_prob_std(z)), Z, miss, seed,
+                                 lo=self.z_lo_, hi=self.z_hi_,
+                                 init=lambda k, s: _to_numpy(self._sample_std(k, None, s)), **opts)
+
+    # state to save beside the weights; families with more fitted state extend these
+    def _get_meta(self) -> dict:
+        keys = ["n_features_in_", "loc_", "scale_", "z_lo_", "z_hi_", "classes_", "class_prior_",
+                "history_", "device_", "n_classes_"]
+        return {k: getattr(self, k) for k in keys if hasattr(self, k)}
+
+    def _set_meta(self, meta: dict) -> None:
+        for k, v in meta.items():
+            if k in ("loc_", "scale_", "z_lo_", "z_hi_", "class_prior_"):
+                v = np.asarray(v, dtype=np.float64)
+            elif k == "classes_" and v is not None:
+                v = np.asarray(v)
+            setattr(self, k, v)
+
+    def _get_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    # ------------------------------------------------------------------ labels
+    def _encode_fit_labels(self, y, n: int) -> np.ndarray | None:
+        if y is None:
+            self.classes_ = None
+            self.n_classes_ = 0
+            return None
+        if "conditional" not in self.capabilities:
+            raise UnsupportedError(f"{self.family} does not take labels (it is unconditional)")
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per row); got shape {y.shape}")
+        if len(y) != n:
+            raise ValueError(f"y has {len(y)} labels but X has {n} rows")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError("y contains NaN or inf")
+        self.classes_, idx = np.unique(y, return_inverse=True)
+        self.n_classes_ = len(self.classes_)
+        self.class_prior_ = np.bincount(idx, minlength=self.n_classes_) / n
+        return idx.astype(np.int64)
+
+    def _encode_sample_labels(self, y, n: int) -> np.ndarray | None:
+        if y is None:
+            return None
+        if getattr(self, "classes_", None) is None:
+            raise ValueError(f"labels were given, but this {self.family} model was fitted without labels")
+        y = np.asarray(y)
+        if y.ndim == 0:
+            y = np.full(n, y.item())
+        if y.ndim != 1 or len(y) != n:
+            raise ValueError(f"y must be a single label or one label per sample ({n}); got shape {y.shape}")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if bad.any():
+            raise ValueError(f"label {y[bad][0]!r} was never seen in training; known labels: "
+                             f"{list(self.classes_.tolist())}")
+        return idx.astype(np.int64)
+
+    # ------------------------------------------------------------------ misc
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"this {self.family} model is not fitted yet; call fit(X) first")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "n_features_in_")
+
+
+# ----------------------------------------------------------------------------- torch families
+class TorchGenerativeModel(GenerativeModel):
+    """A family trained by minibatch gradient descent on a loss; the loop lives here once.
+
+    Subclasses implement ``_build(dim, n_classes) -> nn.Module`` and ``_loss(z, y)``; they may
+    override ``_train_step`` (e.g. a GAN's two players) and ``_val_loss`` (e.g. the held-out
+    NLL). Expected hyperparameters: ``max_steps``, ``batch_size``, ``lr``,
+    ``validation_fraction``, ``early_stopping``, ``patience``, ``random_state``, ``device``,
+    ``verbose``.
+    """
+
+    eval_every: ClassVar[int] = 250
+    grad_clip: ClassVar[float] = 10.0
+
+    def _build(self, dim: int, n_classes: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.parameters(), lr=self.lr)]
+
+    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
+        (opt,) = self.optimizers_
+        loss = self._loss(z, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
+        opt.step()
+        return float(loss.detach())
+
+    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
+        """Validation objective (lower is better); by default the training loss, noise fixed."""
+        with torch_seed(12345, z.device):
+            return float(self._loss(z, y))
+
+    def _prepare(self, Z: np.ndarray) -> None:
+        """Hook run once before training (e.g. to fit data-dependent constants)."""
+
+    def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
+        from tqdm.auto import tqdm
+
+        dev = torch.device(self.device_)
+        rng = np.random.default_rng(seed)
+        n = len(Z)
+        n_val = int(round(float(self.validation_fraction) * n)) if self.validation_fraction else 0
+        if not 0 <= float(self.validation_fraction) < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1); got {self.validation_fraction}")
+        if n - n_val < 2:
+            raise ValueError(f"too few rows to train on ({n - n_val} after holding out validation)")
+        perm = rng.permutation(n)
+        tr, va = perm[n_val:], perm[:n_val]
+        zt = torch.as_tensor(Z[tr], dtype=torch.float32, device=dev)
+        yt = None if y is None else torch.as_tensor(y[tr], device=dev)
+        zv = torch.as_tensor(Z[va][:4096], dtype=torch.float32, device=dev) if n_val else None
+        yv = None if (y is None or not n_val) else torch.as_tensor(y[va][:4096], device=dev)
+        max_steps = int(self.max_steps)
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1; got {self.max_steps}")
+        bs = min(int(self.batch_size), len(zt))
+        with torch_seed(seed, dev):
+            self.module_ = self._build(Z.shape[1], self.n_classes_).to(dev)
+            self._prepare(Z[tr])
+            self.optimizers_ = self._configure_optimizers()
+            schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _warmup_cosine(max_steps)) for o in self.optimizers_]
+            best, best_state, bad_evals = math.inf, None, 0
+            ema, diverged = None, False
+            bar = tqdm(range(max_steps), desc=f"fit {self.family}", disable=not self.verbose, leave=False,
+                       mininterval=0.5, dynamic_ncols=True)
+            self.module_.train()
+            for step in bar:
+                idx = torch.randint(len(zt), (bs,), device=dev)
+                loss = self._train_step(zt[idx], None if yt is None else yt[idx], step)
+                for s in schedulers:
+                    s.step()
+                if not math.isfinite(loss):
+                    diverged = True
+                    self.history_["step"].append(step)
+                    self.history_["train_loss"].append(float("nan"))
+                    break
+                ema = loss if ema is None else 0.98 * ema + 0.02 * loss
+                last = step == max_steps - 1
+                if step % 50 == 0 or last:
+                    self.history_["step"].append(step)
+                    self.history_["train_loss"].append(ema)
+                    bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
+                if (step + 1) % self.eval_every == 0 or last:
+                    vl = self._evaluate_val(zv, yv, ema)
+                    self.history_["val_step"].append(step)
+                    self.history_["val_loss"].append(vl)
+                    if vl < best - 1e-4 * (1 + abs(best)) or not math.isfinite(best):
+                        best, bad_evals = vl, 0
+                        best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+                    else:
+                        bad_evals += 1
+                        if self.early_stopping and zv is not None and bad_evals >= int(self.patience):
+                            break
+            bar.close()
+            if best_state is not None and (self.early_stopping or diverged):
+                self.module_.load_state_dict(best_state)
+            self.module_.eval()
+        self.diverged_ = diverged and best_state is None
+        self.n_steps_ = step + 1
+        self.best_val_loss_ = best
+        del self.optimizers_
+
+    def _evaluate_val(self, zv, yv, ema) -> float:
+        if zv is None:
+            return float(ema)
+        self.module_.eval()
+        with torch.no_grad():
+            vl = self._val_loss(zv, yv)
+        self.module_.train()
+        return vl if math.isfinite(vl) else math.inf
+
+    # torch families keep their weights in the checkpoint
+    def _get_arrays(self) -> dict[str, np.ndarray]:
+        return {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        dev = torch.device(self.device_)
+        self.module_ = self._build(int(self.n_features_in_), int(self.n_classes_)).to(dev)
+        sd = {k[len("module."):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("module.")}
+        self.module_.load_state_dict(sd, strict=True)
+        self.module_.eval()
+
+    def _get_meta(self) -> dict:
+        meta = super()._get_meta()
+        meta["diverged_"] = bool(getattr(self, "diverged_", False))
+        return meta
+
+    def _set_meta(self, meta: dict) -> None:
+        super()._set_meta(meta)
+        dev = meta.get("device_", "cpu")
+        # a checkpoint written on a GPU machine loads on a CPU-only one
+        self.device_ = dev if (dev == "cpu" or torch.cuda.is_available()) else "cpu"
+
+    def _tensor(self, Z: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(Z), dtype=torch.float32, device=torch.device(self.device_))
+
+    def _labels(self, y: np.ndarray | None) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(y, dtype=torch.long, device=torch.device(self.device_))
+
+
+def _warmup_cosine(total: int, warmup_frac: float = 0.02, floor: float = 0.02):
+    warm = max(1, int(warmup_frac * total))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+# ----------------------------------------------------------------------------- imputation by density
+def grid_gibbs_impute(log_prob, Z: np.ndarray, miss: np.ndarray, seed: int, *, lo, hi, init=None,
+                      grid: int = 1024, sweeps: int = 30, chunk: int = 400_000) -> np.ndarray:
+    """Fill ``miss`` entries of ``Z`` by Gibbs sweeps; each coordinate drawn by grid inverse-CDF.
+
+    ``log_prob`` maps an (m, d) array to (m,) log-densities. The grid spans the training
+    range of that coordinate padded by 25% on each side. Exact (to the grid) when a row
+    misses one coordinate; a Markov chain of ``sweeps`` sweeps when it misses more.
+    """
+    rng = np.random.default_rng(seed)
+    Z = Z.copy()
+    n, d = Z.shape
+    if init is not None:
+        start = init(n, int(rng.integers(2**62)))
+        Z[miss] = start[miss]
+    else:
+        Z[miss] = 0.0
+    lo, hi = np.asarray(lo), np.asarray(hi)
+    n_sweeps = np.where(miss.sum(1) > 1, sweeps, 1)
+    for s in range(int(n_sweeps.max())):
+        for j in range(d):
+            rows = np.flatnonzero(miss[:, j] & (n_sweeps > s))
+            if not len(rows):
+                continue
+            pad = 0.25 * (hi[j] - lo[j]) + 1e-3
+            g = np.linspace(lo[j] - pad, hi[j] + pad, grid)
+            per = max(1, chunk // grid)
+            for a in range(0, len(rows), per):
+                r = rows[a:a + per]
+                P = np.repeat(Z[r], grid, axis=0)
+                P[:, j] = np.tile(g, len(r))
+                lp = np.asarray(log_prob(P), dtype=np.float64).reshape(len(r), grid)
+                Z[r, j] = _inverse_cdf_rows(g, lp, rng)
+    return Z
+
+
+def _inverse_cdf_rows(g: np.ndarray, lp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from the piecewise-constant density exp(lp) on cells centred at ``g``."""
+    lp = np.where(np.isfinite(lp), lp, -np.inf)
+    m = lp.max(1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    w = np.exp(lp - m)
+    w[~np.isfinite(w)] = 0
+    tot = w.sum(1, keepdims=True)
+    w = np.where(tot > 0, w / np.where(tot > 0, tot, 1), 1.0 / w.shape[1])
+    cdf = np.cumsum(w, 1)
+    u = rng.random(len(lp))[:, None]
+    k = np.minimum((cdf < u).sum(1), len(g) - 1)
+    h = g[1] - g[0]
+    return g[k] + (rng.random(len(lp)) - 0.5) * h
+
+
+# ----------------------------------------------------------------------------- load
+def load(path) -> GenerativeModel:
+    """Load a model written by ``save``. Reads JSON and raw arrays only: no code runs from the file."""
+    from safetensors.numpy import load as np_load
+
+    from genzoo.registry import family_class
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            raw = zf.read("arrays.safetensors")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such model file: {path}") from None
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not a genzoo model file (corrupted or foreign)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a genzoo model file (missing format tag)")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer genzoo (format {meta['format_version']})")
+    cls = family_class(meta.get("family"))
+    try:
+        model = cls(**meta["params"])
+        model._set_meta(meta["state"])
+        model._set_arrays(np_load(raw) if raw else {})
+    except (TypeError, KeyError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path} is a damaged {meta.get('family')} checkpoint ({str(e)[:120]})") from None
+    return model
+
+
+# ----------------------------------------------------------------------------- helpers
+def _to_numpy(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else (1e308 if obj > 0 else -1e308)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, torch.device):
+        return str(obj)
+    raise ValueError(f"cannot store {type(obj).__name__} in a checkpoint's metadata")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("genzoo")
+    except Exception:  # not installed (running from a checkout)
+        return "0+unknown"
+
+
+__all__ = ["GenerativeModel", "TorchGenerativeModel", "check_array", "load", "grid_gibbs_impute",
+           "torch_seed", "seed_from", "resolve_device"]

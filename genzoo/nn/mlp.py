@@ -1,0 +1,92 @@
+"""Multi-layer perceptrons and the embeddings that condition them on time and labels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """``in_dim -> [hidden] * layers -> out_dim`` with a smooth activation; last layer optionally zeroed.
+
+    Zero-initialising the last layer makes a residual/coupling block start as the identity,
+    which keeps flows and denoisers stable in their first steps.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128, layers: int = 3,
+                 activation: type[nn.Module] = nn.SiLU, zero_last: bool = False):
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        mods: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            mods += [nn.Linear(a, b), activation()]
+        last = nn.Linear(dims[-1], out_dim)
+        if zero_last:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        mods.append(last)
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of a scalar (time or log-noise level), ``(B,) -> (B, dim)``."""
+
+    def __init__(self, dim: int = 32, max_period: float = 1000.0, scale: float = 1000.0):
+        super().__init__()
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.scale = scale
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        a = t.reshape(-1, 1).float() * self.scale * self.freqs  # (B, half)
+        return torch.cat([a.sin(), a.cos()], dim=1)
+
+
+class LabelEmbedding(nn.Module):
+    """Learned vector per class plus one extra 'null' class (index ``n_classes``) for guidance."""
+
+    def __init__(self, n_classes: int, dim: int = 32):
+        super().__init__()
+        self.n_classes = n_classes
+        self.emb = nn.Embedding(n_classes + 1, dim)
+
+    def forward(self, y: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if y is None:
+            y = torch.full((batch,), self.n_classes, dtype=torch.long, device=self.emb.weight.device)
+        return self.emb(y)
+
+
+class ConditionedMLP(nn.Module):
+    """An MLP on ``x`` concatenated with optional time features and an optional label embedding.
+
+    ``forward(x, t=None, y=None)``; ``y=None`` (or entries equal to ``n_classes``) means
+    unconditional, which is how classifier-free guidance gets its second prediction.
+    """
+
+    def __init__(self, dim: int, out_dim: int, hidden: int = 128, layers: int = 3, *, time_dim: int = 0,
+                 n_classes: int = 0, label_dim: int = 16, time_scale: float = 1000.0,
+                 activation: type[nn.Module] = nn.SiLU, zero_last: bool = False):
+        super().__init__()
+        self.time = TimeEmbedding(time_dim, scale=time_scale) if time_dim else None
+        self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
+        in_dim = dim + time_dim + (label_dim if n_classes else 0)
+        self.net = MLP(in_dim, out_dim, hidden, layers, activation, zero_last)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None):
+        parts = [x]
+        if self.time is not None:
+            if t is None:
+                raise ValueError("this network needs a time input")
+            if t.dim() == 0:
+                t = t.expand(x.shape[0])
+            parts.append(self.time(t))
+        if self.label is not None:
+            parts.append(self.label(y, x.shape[0]))
+        return self.net(torch.cat(parts, dim=1))

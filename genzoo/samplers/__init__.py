@@ -1,0 +1,1 @@
+"""Shared numerical procedures (ODE/SDE integrators, Langevin, guidance); families call them."""
