@@ -57,7 +57,7 @@ class GMM(_PerClassModel):
 
     summary = "Gaussian mixture, components by BIC (classical baseline)"
 
-    def __init__(self, *, max_components: int = 30, covariance_type: str = "full", random_state=None,
+    def __init__(self, *, max_components: int = 20, covariance_type: str = "full", random_state=None,
                  verbose: int = 0, device: str = "cpu"):
         self.max_components = max_components
         self.covariance_type = covariance_type
@@ -77,7 +77,7 @@ class GMM(_PerClassModel):
                 best, best_bic, worse = g, bic, 0
             else:
                 worse += 1
-                if worse >= 5:  # BIC has turned up for good
+                if worse >= 3:  # BIC has turned up for good
                     break
         return best
 

@@ -1,0 +1,264 @@
+"""Train every requested family on the same split, evaluate each run, cache it, tabulate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import genzoo as gz
+
+CORE = ["vae", "gan", "flow", "diffusion", "autoregressive"]
+BASELINES = ["gmm", "kde"]
+
+#: training budget per preset: a fraction of each family's default ``max_steps``, the
+#: number of training points and of evaluation samples. ``default`` keeps the whole
+#: default run (7 families x 3 seeds on ``ring``) within about 5 minutes on 2 cores.
+PRESETS: dict[str, dict[str, float]] = {
+    "quick": {"budget": 0.08, "n_train": 3000, "n_eval": 1000},
+    "default": {"budget": 0.35, "n_train": 10_000, "n_eval": 2000},
+    "thorough": {"budget": 1.0, "n_train": 10_000, "n_eval": 5000},
+}
+
+GRID_N = 90  # resolution of the log-density heat maps
+
+
+def resolve_families(spec: str | list[str] | None) -> list[str]:
+    """'core' (default), 'all', or a comma-separated list; unknown names raise ValueError."""
+    known = gz.families()
+    if spec is None or spec == "core":
+        return [f for f in CORE + BASELINES if f in known]
+    if spec == "all":
+        return list(known)
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise ValueError("--families is empty; give names, 'core' or 'all'")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown family {unknown[0]!r}; choose from: {', '.join(known)} (or 'core', 'all')")
+    return list(dict.fromkeys(names))
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Data:
+    name: str
+    X_train: np.ndarray
+    X_test: np.ndarray
+    dist: Any  # the Distribution for built-ins (exact density, labels, modes), else None
+    columns: list[str]
+    fingerprint: str
+
+
+def load_data(spec: str, n_train: int) -> Data:
+    if spec in gz.datasets.names():
+        ds = gz.datasets.get(spec)
+        X = ds.sample(n_train, random_state=0)
+        Xte = ds.sample(10_000, random_state=1)
+        return Data(spec, X, Xte, ds, [f"x{i}" for i in range(ds.dim)], f"builtin:{spec}:{n_train}")
+    if not (os.path.splitext(spec)[1] or os.path.sep in spec):
+        raise ValueError(f"unknown dataset {spec!r}: not a built-in ({', '.join(gz.datasets.names())}) "
+                         "nor a path to a .csv/.npy/.parquet file")
+    X, cols = gz.datasets.load_file(spec, return_columns=True)
+    if len(X) < 20:
+        raise ValueError(f"{spec} has only {len(X)} rows; compare needs at least 20")
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(X))
+    n_test = max(10, len(X) // 5)
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()[:16]
+    return Data(os.path.basename(spec), X[perm[n_test:]], X[perm[:n_test]], None, list(cols), f"file:{digest}")
+
+
+# ----------------------------------------------------------------------------- one run
+def family_params(family: str, preset: dict, seed: int) -> dict:
+    """The hyperparameters a family gets under a preset: its defaults with a scaled step budget."""
+    defaults = gz.make(family).get_params()
+    p: dict[str, Any] = {"random_state": seed}
+    if "max_steps" in defaults:
+        p["max_steps"] = max(50, int(round(defaults["max_steps"] * preset["budget"])))
+    if "verbose" in defaults:
+        p["verbose"] = 0
+    return p
+
+
+def run_key(data: Data, family: str, params: dict, seed: int, preset_name: str) -> str:
+    blob = json.dumps({"data": data.fingerprint, "family": family, "params": params, "seed": seed,
+                       "preset": PRESETS[preset_name], "version": gz.__version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, run_dir: str,
+                progress: bool) -> dict:
+    """Fit, evaluate and store one run; returns its record (status ok / diverged / failed)."""
+    rec: dict[str, Any] = {"family": family, "seed": seed, "params": params, "status": "ok", "error": ""}
+    model = gz.make(family, **params)
+    if progress and "verbose" in params:
+        model.set_params(verbose=1)
+    tmp_dir = run_dir + ".partial"
+    os.makedirs(tmp_dir, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        model.fit(data.X_train)
+        rec["fit_s"] = time.perf_counter() - t0
+        hist = getattr(model, "history_", {}) or {}
+        rec["history"] = {k: [float(x) if x is not None else float("nan") for x in v] for k, v in hist.items()}
+        S = model.sample(n_eval, random_state=seed + 1)
+        if getattr(model, "diverged_", False) or not np.isfinite(S).all():
+            rec["status"] = "diverged"
+            rec["error"] = "training loss became NaN/inf" if getattr(model, "diverged_", False) \
+                else "samples contain NaN/inf"
+        else:
+            target = data.dist if data.dist is not None else data.X_test
+            metrics = gz.evaluate(model, target, n=n_eval, random_state=seed)
+            rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            np.save(os.path.join(tmp_dir, "samples.npy"), S.astype(np.float32))
+            _save_figure_arrays(model, data, tmp_dir, seed)
+            model.save(os.path.join(tmp_dir, "model.gz"))
+    except Exception as e:  # a family failing must not stop the comparison
+        rec["status"] = "failed"
+        rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        rec["traceback"] = traceback.format_exc(limit=4)
+    rec["capabilities"] = sorted(model.capabilities)
+    rec["likelihood_kind"] = model.likelihood_kind
+    rec["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(os.path.join(tmp_dir, "record.json"), "w") as f:
+        json.dump(_clean(rec), f)
+    if os.path.exists(run_dir):  # an older copy of the same key (e.g. after a crash mid-rename)
+        import shutil
+
+        shutil.rmtree(run_dir)
+    os.replace(tmp_dir, run_dir)  # the run appears whole or not at all
+    return rec
+
+
+def _save_figure_arrays(model, data: Data, run_dir: str, seed: int) -> None:
+    """Arrays the report draws: the log-density on a grid and, for iterative samplers, a path."""
+    if data.X_train.shape[1] != 2:
+        return
+    if "log_prob" in model.capabilities:
+        (x0, x1), (y0, y1) = plot_box(data)
+        xs, ys = np.linspace(x0, x1, GRID_N), np.linspace(y0, y1, GRID_N)
+        gx, gy = np.meshgrid(xs, ys)
+        try:
+            lp = model.score_samples(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(GRID_N, GRID_N)
+            np.save(os.path.join(run_dir, "logdensity.npy"), lp.astype(np.float32))
+        except Exception:  # a heat map is a nicety; its absence is shown in the report
+            pass
+    path_fn = getattr(model, "sample_path", None)
+    if callable(path_fn):
+        try:
+            frames = np.asarray(path_fn(600, random_state=seed + 2, n_frames=5), dtype=np.float32)
+            np.save(os.path.join(run_dir, "path.npy"), frames)
+        except Exception:
+            pass
+
+
+def plot_box(data: Data) -> tuple[tuple[float, float], tuple[float, float]]:
+    lo, hi = data.X_train.min(0), data.X_train.max(0)
+    pad = 0.15 * (hi - lo)
+    return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------- the grid
+def check_out_dir(out: str) -> None:
+    """Create ``out`` if needed and prove it is writable before any training starts."""
+    try:
+        os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {out!r} ({e.strerror or e})") from None
+
+
+def run_compare(data: str = "ring", families: str | list[str] | None = "core", seeds: int = 3,
+                preset: str = "default", out: str = "genzoo-compare", verbose: bool = True) -> list[dict]:
+    """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html."""
+    from tqdm.auto import tqdm
+
+    from genzoo.compare.tables import summarise, terminal_table, write_results
+    from genzoo.report import write_report
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ValueError(f"--seeds must be a positive integer; got {seeds!r}")
+    fams = resolve_families(families)
+    cfg = PRESETS[preset]
+    d = load_data(data, int(cfg["n_train"]))
+    check_out_dir(out)
+    jobs = [(f, s) for f in fams for s in range(int(seeds))]
+    records: list[dict] = []
+    started = time.perf_counter()
+    bar = tqdm(jobs, desc="genzoo compare", disable=not verbose, file=sys.stderr, dynamic_ncols=True)
+    reused = 0
+    for fam, seed in bar:
+        params = family_params(fam, cfg, seed)
+        key = run_key(d, fam, params, seed, preset)
+        run_dir = os.path.join(out, "runs", f"{fam}-seed{seed}-{key}")
+        rec_path = os.path.join(run_dir, "record.json")
+        bar.set_postfix_str(f"{fam} seed {seed}")
+        if os.path.exists(rec_path):
+            with open(rec_path) as f:
+                rec = json.load(f)
+            reused += 1
+        else:
+            rec = execute_run(d, fam, params, seed, int(cfg["n_eval"]), run_dir, progress=verbose)
+        rec["run_dir"] = os.path.relpath(run_dir, out)
+        records.append(rec)
+    bar.close()
+    summary = summarise(records)
+    meta = {"data": d.name, "preset": preset, "budget": cfg, "seeds": int(seeds), "families": fams,
+            "n_train": int(len(d.X_train)), "n_test": int(len(d.X_test)), "dim": int(d.X_train.shape[1]),
+            "columns": d.columns, "reused_runs": reused, "wall_s": time.perf_counter() - started,
+            "genzoo_version": gz.__version__, "budget_note": budget_note(fams, cfg)}
+    write_results(out, records, summary, meta)
+    report = write_report(out, records, summary, meta, d)
+    if verbose:
+        print(terminal_table(summary), file=sys.stderr)
+        print(f"report: {os.path.abspath(report)}", file=sys.stderr)
+    return records
+
+
+def budget_note(fams: list[str], cfg: dict) -> str:
+    parts = []
+    for f in fams:
+        p = gz.make(f).get_params()
+        if "max_steps" in p:
+            parts.append(f"{f}: {max(50, int(round(p['max_steps'] * cfg['budget'])))} steps x batch "
+                         f"{p.get('batch_size', '?')}")
+        else:
+            parts.append(f"{f}: closed-form fit")
+    return (f"{int(cfg['n_train'])} training points, {int(cfg['n_eval'])} evaluation samples; "
+            f"{int(cfg['budget'] * 100)}% of each family's default step budget: " + "; ".join(parts))
+
+
+__all__ = ["run_compare", "PRESETS", "resolve_families"]

@@ -1,0 +1,271 @@
+"""The self-contained HTML report of a comparison (figures inlined as PNG, no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from genzoo.compare.tables import METRICS, _fmt, _num, ranking
+
+ASPECTS = [("quality", "Sample quality"), ("speed", "Sampling speed"), ("likelihood", "Likelihood"),
+           ("coverage", "Mode coverage"), ("stability", "Training stability")]
+CAPS = [("sample", "sample"), ("exact", "exact likelihood"), ("bound", "likelihood bound"),
+        ("none", "no likelihood"), ("impute", "infill"), ("conditional", "conditioning")]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(src: str, alt: str) -> str:
+    return f'<img src="{src}" alt="{html.escape(alt)}">'
+
+
+def _load(out: str, rec: dict, name: str) -> np.ndarray | None:
+    p = os.path.join(out, rec.get("run_dir", ""), name)
+    return np.load(p) if rec.get("run_dir") and os.path.exists(p) else None
+
+
+def _first_ok(records: list[dict], fam: str) -> dict | None:
+    for r in records:
+        if r["family"] == fam and r.get("status") == "ok":
+            return r
+    return None
+
+
+def _scatter(ax, data, S, box, title):
+    ax.scatter(data.X_test[:2000, 0], data.X_test[:2000, 1], s=2, c="#bbbbbb", lw=0, label="data")
+    if S is not None:
+        ax.scatter(S[:, 0], S[:, 1], s=2, c="#d62728", lw=0, alpha=0.7, label="samples")
+    ax.set_xlim(*box[0])
+    ax.set_ylim(*box[1])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[tuple[str, str]]:
+    """[(caption, data-uri)] for one family: samples, log-density, sampling path, training curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs: list[tuple[str, str]] = []
+    rec = _first_ok(records, fam)
+    two_d = data.X_train.shape[1] == 2
+    if rec is not None and two_d:
+        S = _load(out, rec, "samples.npy")
+        fig, ax = plt.subplots(figsize=(3.2, 3.2))
+        _scatter(ax, data, S, box, f"{fam}: samples (red) over data (grey)")
+        figs.append(("samples", _png(fig)))
+        lp = _load(out, rec, "logdensity.npy")
+        if lp is not None:
+            fig, ax = plt.subplots(figsize=(3.2, 3.2))
+            lpc = np.clip(lp, np.nanmax(lp) - 12, None)
+            ax.imshow(lpc, origin="lower", extent=[*box[0], *box[1]], cmap="viridis", aspect="equal")
+            ax.set_title(f"{fam}: learned log-density ({rec.get('likelihood_kind')})", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            figs.append(("log-density", _png(fig)))
+        path = _load(out, rec, "path.npy")
+        if path is not None and path.ndim == 3:
+            k = len(path)
+            fig, axes = plt.subplots(1, k, figsize=(1.7 * k, 1.9))
+            for i, ax in enumerate(np.atleast_1d(axes)):
+                _scatter(ax, data, path[i], box, f"{i + 1}/{k}")
+            fig.suptitle(f"{fam}: sampling process", fontsize=9)
+            figs.append(("sampling process", _png(fig)))
+    elif rec is not None:
+        S = _load(out, rec, "samples.npy")
+        if S is not None:
+            fig, ax = plt.subplots(figsize=(3.2, 3.2))
+            sub = data.X_test[:2000]
+            _scatter(ax, type("D", (), {"X_test": sub[:, :2]})(), S[:, :2], box, f"{fam}: first two coordinates")
+            figs.append(("samples", _png(fig)))
+    runs = [r for r in records if r["family"] == fam and (r.get("history") or {}).get("train_loss")]
+    if runs:
+        fig, ax = plt.subplots(figsize=(3.4, 2.6))
+        for r in runs:
+            h = r["history"]
+            ax.plot(h.get("step", range(len(h["train_loss"]))), h["train_loss"], lw=1,
+                    label=f"train s{r['seed']}")
+            if h.get("val_loss"):
+                ax.plot(h.get("val_step", range(len(h["val_loss"]))), h["val_loss"], lw=1, ls="--",
+                        label=f"val s{r['seed']}")
+        ax.set_xlabel("step")
+        ax.set_title(f"{fam}: training curves", fontsize=9)
+        ax.legend(fontsize=6)
+        figs.append(("training curves", _png(fig)))
+    return figs
+
+
+def overview_figure(out: str, records: list[dict], fams: list[str], data, box) -> str | None:
+    """All families' samples side by side, data in grey (also the README picture)."""
+    if data.X_train.shape[1] != 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(fams) + 1
+    cols = min(k, 4)
+    rows = math.ceil(k / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    _scatter(axes[0], data, None, box, f"data: {data.name}")
+    for ax, fam in zip(axes[1:], fams):
+        rec = _first_ok(records, fam)
+        S = _load(out, rec, "samples.npy") if rec else None
+        _scatter(ax, data, S, box, fam if rec else f"{fam} ({_status(records, fam)})")
+    for ax in axes[k:]:
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    with open(os.path.join(out, "samples.png"), "wb") as f:
+        f.write(buf.getvalue())
+    return _png(fig)
+
+
+def _status(records, fam) -> str:
+    st = sorted({r.get("status", "?") for r in records if r["family"] == fam})
+    return "/".join(st)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{margin-bottom:0}.sub{color:#666;margin-top:4px}
+table{border-collapse:collapse;margin:12px 0;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th{background:#f4f4f4}
+td.l,th.l{text-align:left}.best{background:#dff0d8;font-weight:bold}.floor td{color:#777;font-style:italic}
+.bad{color:#b00}.fam{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
+.fam img{border:1px solid #eee}section{margin-top:28px}.note{color:#555;font-size:13px;max-width:900px}
+code{background:#f4f4f4;padding:1px 4px}
+"""
+
+
+def _metrics_table(summary: list[dict], records: list[dict]) -> str:
+    ok_rows = [r for r in summary if r["ok"]]
+    cols = [(k, lab, hb) for k, lab, hb in METRICS if any(math.isfinite(_num(r.get(k))) for r in ok_rows)]
+    floors = {}
+    for rec in records:
+        for k, _, _ in cols:
+            v = _num((rec.get("metrics") or {}).get(k + "_floor"))
+            if math.isfinite(v) and k not in floors:
+                floors[k] = v
+    best = {}
+    for k, _, hb in cols:
+        vals = [(_num(r.get(k)), r["family"]) for r in ok_rows if math.isfinite(_num(r.get(k)))]
+        if k == "nll_gap":
+            vals = [(abs(v), f) for v, f in vals]
+        if vals and k not in ("nfe_per_sample",):
+            best[k] = (max if hb and k != "nll_gap" else min)(vals)[1]
+    head = "<tr><th class=l>family</th><th>runs ok</th><th>likelihood</th>" + "".join(
+        f"<th>{html.escape(lab)}</th>" for _, lab, _ in cols) + "</tr>"
+    body = []
+    for r in summary:
+        cells = []
+        for k, _, _ in cols:
+            v, s = _num(r.get(k)), _num(r.get(k + "_std"))
+            txt = _fmt(v, k) + (f" ± {_fmt(s, k)}" if math.isfinite(s) and s > 0 and math.isfinite(v) else "")
+            cls = ' class="best"' if best.get(k) == r["family"] else ""
+            cells.append(f"<td{cls}>{txt}</td>")
+        status = f"{r['ok']}/{r['runs']}"
+        if r["diverged"]:
+            status += f' <span class="bad">({r["diverged"]} diverged)</span>'
+        if r["failed"]:
+            status += f' <span class="bad">({r["failed"]} failed)</span>'
+        body.append(f"<tr data-family=\"{html.escape(r['family'])}\"><td class=l>{html.escape(r['family'])}</td>"
+                    f"<td>{status}</td><td>{html.escape(r['likelihood_kind'])}</td>{''.join(cells)}</tr>")
+    floor_row = "<tr class=floor><td class=l>floor (real vs real)</td><td></td><td></td>" + "".join(
+        f"<td>{_fmt(floors[k], k) if k in floors else ''}</td>" for k, _, _ in cols) + "</tr>"
+    return f'<table id="metrics">{head}{"".join(body)}{floor_row}</table>'
+
+
+def _capability_table(summary: list[dict]) -> str:
+    head = "<tr><th class=l>family</th>" + "".join(f"<th>{lab}</th>" for _, lab in CAPS) + \
+        "<th>NFE / sample</th></tr>"
+    rows = []
+    for r in summary:
+        caps = set(r.get("capabilities", []))
+        kind = r.get("likelihood_kind", "none")
+        have = {"sample": "sample" in caps, "exact": kind == "exact", "bound": kind == "bound",
+                "none": kind == "none", "impute": "impute" in caps, "conditional": "conditional" in caps}
+        nfe = _num(r.get("nfe_per_sample"))
+        rows.append(f"<tr data-family=\"{html.escape(r['family'])}\"><td class=l>{html.escape(r['family'])}</td>"
+                    + "".join(f"<td>{'✓' if have[c] else ''}</td>" for c, _ in CAPS)
+                    + f"<td>{_fmt(nfe) if math.isfinite(nfe) else '-'}</td></tr>")
+    return f'<table id="capabilities">{head}{"".join(rows)}</table>'
+
+
+def _ranking_table(summary: list[dict]) -> str:
+    rows = []
+    for aspect, label in ASPECTS:
+        rk = ranking([dict(r) for r in summary], aspect)
+        ag = rk["agreement"]
+        agree = ", ".join(f"{a} > {b}" for a, b in ag["agree"]) or "-"
+        dis = ", ".join(f"{b} > {a} here" for a, b in ag["disagree"]) or "none"
+        rows.append(f"<tr><td class=l>{label}</td><td class=l>{html.escape(rk['measure'])}</td>"
+                    f"<td class=l><b>{html.escape(rk['order'] or '-')}</b></td>"
+                    f"<td class=l>{html.escape(rk['folklore'])}</td><td class=l>{html.escape(agree)}</td>"
+                    f"<td class=l>{html.escape(dis)}</td></tr>")
+    head = ("<tr><th class=l>what you need</th><th class=l>measured by</th><th class=l>this run</th>"
+            "<th class=l>folklore</th><th class=l>agrees</th><th class=l>disagrees</th></tr>")
+    return f'<table id="rankings">{head}{"".join(rows)}</table>'
+
+
+def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[str, Any], data) -> str:
+    """Write ``out/report.html`` (atomically) and return its path."""
+    from genzoo.compare.runner import plot_box
+
+    box = plot_box(data)
+    fams = [r["family"] for r in summary]
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>genzoo compare: {esc(data.name)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>genzoo compare: {esc(data.name)}</h1>",
+             f"<p class=sub>{meta['n_train']} training points, {meta['dim']} dimension(s) "
+             f"({esc(', '.join(meta.get('columns', [])))}); preset <code>{esc(meta['preset'])}</code>, "
+             f"{meta['seeds']} seed(s) per family; genzoo {esc(meta['genzoo_version'])}.</p>",
+             f"<p class=note><b>Budget.</b> {esc(meta['budget_note'])}</p>"]
+    ov = overview_figure(out, records, fams, data, box)
+    if ov:
+        parts.append(f"<section><h2>Samples</h2>{_img(ov, 'samples of every family over the data')}</section>")
+    parts += ["<section><h2>Metrics</h2><p class=note>Mean ± standard deviation over seeds; the best value "
+              "of each column is highlighted. The last row is each metric's floor: its value between two "
+              "independent real draws of the same size, which is what a perfect model scores. Sample "
+              "distances such as W2 barely separate models at this sample size; on-support share, modes "
+              "and the NLL gap (NLL minus the true entropy, i.e. KL(data || model)) separate them.</p>",
+              _metrics_table(summary, records), "</section>",
+              "<section><h2>Pick by what you need (measured)</h2><p class=note>Orderings measured in this "
+              "run beside the folklore. '~' means the difference is within the seed-to-seed standard "
+              "deviation.</p>", _ranking_table(summary), "</section>",
+              "<section><h2>Capabilities</h2>", _capability_table(summary), "</section>",
+              "<section><h2>Families</h2>"]
+    for fam in fams:
+        figs = family_figures(out, records, fam, data, box)
+        row = next(r for r in summary if r["family"] == fam)
+        err = f"<p class=bad>{esc('; '.join(row['errors']))}</p>" if row["errors"] else ""
+        parts.append(f"<h3 id='fam-{esc(fam)}'>{esc(fam)}</h3>{err}<div class=fam>"
+                     + "".join(_img(src, f"{fam} {cap}") for cap, src in figs) + "</div>")
+    parts.append("</section></body></html>")
+    path = os.path.join(out, "report.html")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    os.replace(tmp, path)
+    return path

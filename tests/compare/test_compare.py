@@ -1,0 +1,113 @@
+"""The compare pipeline: results, resume, bad input, diverged runs (on fast baseline families)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import genzoo as gz
+from genzoo.base import TorchGenerativeModel
+from genzoo.compare import run_compare
+from genzoo.registry import _FAMILIES, register
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_writes_results_and_resumes(tmp_path):
+    out = str(tmp_path / "cmp")
+    recs = run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False)
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
+    rows = _rows(os.path.join(out, "results.csv"))
+    assert [r["family"] for r in rows] == ["gmm", "gmm", "kde", "kde"]
+    assert float(rows[0]["modes"]) == 8 and 0.9 < float(rows[0]["on_support"]) <= 1.0
+    summary = _rows(os.path.join(out, "summary.csv"))
+    assert {r["family"] for r in summary} == {"gmm", "kde"}
+    html = open(os.path.join(out, "report.html")).read()
+    assert "gmm" in html and "<img" in html and "http://" not in html.replace("http://www.w3.org", "")
+    stamps = {p: os.path.getmtime(os.path.join(out, "runs", p, "record.json")) for p in os.listdir(
+        os.path.join(out, "runs"))}
+    run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False)
+    again = {p: os.path.getmtime(os.path.join(out, "runs", p, "record.json")) for p in stamps}
+    assert again == stamps, "a rerun with the same settings retrains nothing"
+    meta = json.load(open(os.path.join(out, "results.json")))["meta"]
+    assert meta["reused_runs"] == 4
+
+
+def test_compare_on_a_user_file(tmp_path):
+    X = gz.datasets.get("moons").sample(300, random_state=0) * 100
+    path = tmp_path / "my data.csv"
+    np.savetxt(path, X, delimiter=",", header="len <mm>,width", comments="")
+    out = str(tmp_path / "out")
+    recs = run_compare(data=str(path), families="gmm", seeds=1, preset="quick", out=out, verbose=False)
+    assert recs[0]["status"] == "ok"
+    html = open(os.path.join(out, "report.html")).read()
+    assert "len &lt;mm&gt;" in html and "len <mm>" not in html, "user strings are escaped"
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"families": "gmm,nope"}, "unknown family 'nope'"),
+    ({"data": "nope"}, "unknown dataset 'nope'"),
+    ({"seeds": 0}, "seeds"),
+    ({"preset": "huge"}, "unknown preset"),
+])
+def test_compare_bad_input(tmp_path, kwargs, msg):
+    args = {"data": "ring", "families": "gmm", "seeds": 1, "preset": "quick", "out": str(tmp_path / "o"),
+            "verbose": False} | kwargs
+    with pytest.raises(ValueError, match=msg):
+        run_compare(**args)
+
+
+def test_unwritable_out_and_failed_run_keeps_earlier_results(tmp_path):
+    out = tmp_path / "o"
+    run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(out), verbose=False)
+    before = (out / "results.csv").read_text()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot write"):
+        run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(blocker / "sub"), verbose=False)
+    with pytest.raises(ValueError):
+        run_compare(data="ring", families="gmm,bogus", seeds=1, preset="quick", out=str(out), verbose=False)
+    assert (out / "results.csv").read_text() == before
+
+
+class _Exploding(TorchGenerativeModel):
+    """A family whose loss turns NaN: compare must report it as diverged and go on."""
+
+    likelihood_kind = "none"
+    _capabilities = frozenset({"sample"})
+
+    def __init__(self, *, max_steps=60, batch_size=64, lr=1e-3, validation_fraction=0.0, early_stopping=False,
+                 patience=3, random_state=None, device="cpu", verbose=0):
+        self.max_steps, self.batch_size, self.lr = max_steps, batch_size, lr
+        self.validation_fraction, self.early_stopping, self.patience = validation_fraction, early_stopping, patience
+        self.random_state, self.device, self.verbose = random_state, device, verbose
+
+    def _build(self, dim, n_classes):
+        return torch.nn.Linear(dim, dim)
+
+    def _loss(self, z, y):
+        return self.module_(z).sum() * float("nan")
+
+    def _sample_std(self, n, y, seed, **opts):
+        return torch.full((n, self.n_features_in_), float("nan"))
+
+
+def test_diverged_family_is_reported_and_run_goes_on(tmp_path):
+    register("exploding_test_family")(_Exploding)
+    try:
+        recs = run_compare(data="ring", families="exploding_test_family,gmm", seeds=1, preset="quick",
+                           out=str(tmp_path / "o"), verbose=False)
+    finally:
+        _FAMILIES.pop("exploding_test_family", None)
+    status = {r["family"]: r["status"] for r in recs}
+    assert status == {"exploding_test_family": "diverged", "gmm": "ok"}
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "diverged" in html
