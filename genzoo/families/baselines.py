@@ -31,7 +31,7 @@ class _PerClassModel(GenerativeModel):
         self.models_ = [self._fit_one(Z, seed)]
         if y is not None:
             self.class_models_ = [self._fit_one(Z[y == k], seed + 1 + k) for k in range(self.n_classes_)]
-        self.history_["train_loss"].append(float(-self.models_[0].score(Z)))
+        self.history_["train_loss"].append(float(-np.mean(self._log_prob_std(Z))))
         self.history_["step"].append(0)
 
     def _sample_std(self, n, y, seed, **opts):

@@ -95,7 +95,7 @@ def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[t
             sub = data.X_test[:2000]
             _scatter(ax, type("D", (), {"X_test": sub[:, :2]})(), S[:, :2], box, f"{fam}: first two coordinates")
             figs.append(("samples", _png(fig)))
-    runs = [r for r in records if r["family"] == fam and (r.get("history") or {}).get("train_loss")]
+    runs = [r for r in records if r["family"] == fam and len((r.get("history") or {}).get("train_loss", [])) > 1]
     if runs:
         fig, ax = plt.subplots(figsize=(3.4, 2.6))
         for r in runs:
