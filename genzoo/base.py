@@ -146,6 +146,24 @@ class GenerativeModel(BaseEstimator):
         Z = _to_numpy(Z)
         return Z * self.scale_ + self.loc_
 
+    def sample_path(self, n_samples: int, y=None, random_state=None, n_frames: int = 5, **opts) -> np.ndarray:
+        """Intermediate states of an iterative sampler, ``(n_frames, n, d)``, noise first, samples last.
+
+        Only families whose sampler is a process (diffusion, flows by ODE, Langevin, ...) have
+        one; the others raise ``UnsupportedError``.
+        """
+        self._check_fitted()
+        n = check_n_samples(n_samples)
+        if int(n_frames) < 2:
+            raise ValueError(f"n_frames must be >= 2; got {n_frames}")
+        y_idx = self._encode_sample_labels(y, n)
+        with torch.no_grad():
+            frames = self._sample_path_std(n, y_idx, seed_from(random_state), int(n_frames), **opts)
+        return np.stack([_to_numpy(f) * self.scale_ + self.loc_ for f in frames])
+
+    def _sample_path_std(self, n: int, y, seed: int, n_frames: int, **opts) -> list:
+        raise UnsupportedError(f"{self.family} draws samples in one pass; it has no sampling path")
+
     def score_samples(self, X, **opts) -> np.ndarray:
         """Log-density of each row in nats (a bound or estimate where ``likelihood_kind`` says so)."""
         self._check_fitted()
