@@ -136,11 +136,18 @@ class GenerativeModel(BaseEstimator):
         return self
 
     def sample(self, n_samples: int, y=None, random_state=None, **opts) -> np.ndarray:
-        """Draw ``n_samples`` rows; ``y`` (scalar or one label per row) asks for those classes."""
+        """Draw ``n_samples`` rows; ``y`` (scalar or one label per row) asks for those classes.
+
+        A model fitted with labels but asked for none draws its marginal: labels from the
+        training class frequencies, then rows from p(x | y).
+        """
         self._check_fitted()
         n = check_n_samples(n_samples)
         y_idx = self._encode_sample_labels(y, n)
         seed = seed_from(random_state)
+        if y_idx is None and getattr(self, "classes_", None) is not None:
+            # a model fitted with labels samples its marginal: y ~ class prior, then x ~ p(x | y)
+            y_idx = np.random.default_rng(seed).choice(len(self.classes_), size=n, p=self.class_prior_)
         with torch.no_grad():
             Z = self._sample_std(n, y_idx, seed, **opts)
         Z = _to_numpy(Z)
