@@ -148,6 +148,7 @@ class GenerativeModel(BaseEstimator):
         if y_idx is None and getattr(self, "classes_", None) is not None:
             # a model fitted with labels samples its marginal: y ~ class prior, then x ~ p(x | y)
             y_idx = np.random.default_rng(seed).choice(len(self.classes_), size=n, p=self.class_prior_)
+        _check_options(self._sample_std, opts, "sample", ("n", "y", "seed"))
         with torch.no_grad():
             Z = self._sample_std(n, y_idx, seed, **opts)
         Z = _to_numpy(Z)
@@ -178,6 +179,7 @@ class GenerativeModel(BaseEstimator):
             raise UnsupportedError(self._no_likelihood_reason())
         X = check_array(X, "X", dim=self.n_features_in_)
         Z = (X - self.loc_) / self.scale_
+        _check_options(self._log_prob_std, opts, "score_samples", ("Z",))
         lp = _to_numpy(self._log_prob_std(Z, **opts))
         return lp.astype(np.float64) - float(np.log(self.scale_).sum())
 
@@ -560,6 +562,20 @@ def load(path) -> GenerativeModel:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _check_options(hook, opts: dict, what: str, positional: tuple[str, ...]) -> None:
+    """Reject keyword options that the family's hook does not name (no silent typos)."""
+    if not opts:
+        return
+    import inspect
+
+    params = inspect.signature(hook).parameters
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    valid = [k for k, p in params.items() if k not in positional and p.kind in named]
+    unknown = sorted(set(opts) - set(valid))
+    if unknown:
+        raise ValueError(f"{what}: unknown option(s) {unknown}; this family takes: {', '.join(valid) or 'none'}")
+
+
 def _to_numpy(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         return a.detach().cpu().double().numpy()

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 import genzoo as gz
+from genzoo.compare.panels import conditioning_panel, infill_panel, steps_panel
+from genzoo.errors import UnsupportedError
 
 CORE = ["vae", "gan", "flow", "diffusion", "autoregressive"]
 BASELINES = ["gmm", "kde"]
@@ -56,14 +58,19 @@ class Data:
     dist: Any  # the Distribution for built-ins (exact density, labels, modes), else None
     columns: list[str]
     fingerprint: str
+    y_train: np.ndarray | None = None  # labels, for built-ins that have them
 
 
 def load_data(spec: str, n_train: int) -> Data:
     if spec in gz.datasets.names():
         ds = gz.datasets.get(spec)
-        X = ds.sample(n_train, random_state=0)
+        y = None
+        if ds.n_classes:
+            X, y = ds.sample(n_train, random_state=0, return_labels=True)
+        else:
+            X = ds.sample(n_train, random_state=0)
         Xte = ds.sample(10_000, random_state=1)
-        return Data(spec, X, Xte, ds, [f"x{i}" for i in range(ds.dim)], f"builtin:{spec}:{n_train}")
+        return Data(spec, X, Xte, ds, [f"x{i}" for i in range(ds.dim)], f"builtin:{spec}:{n_train}", y)
     if not (os.path.splitext(spec)[1] or os.path.sep in spec):
         raise ValueError(f"unknown dataset {spec!r}: not a built-in ({', '.join(gz.datasets.names())}) "
                          "nor a path to a .csv/.npy/.parquet file")
@@ -109,9 +116,13 @@ def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, r
     tmp_dir = run_dir + ".partial"
     os.makedirs(tmp_dir, exist_ok=True)
     try:
+        # labelled data trains conditional models where the family can take labels; their
+        # unconditional samples are the marginal (label from the class prior, then x | label)
+        y = data.y_train if (data.y_train is not None and "conditional" in model.capabilities) else None
         t0 = time.perf_counter()
-        model.fit(data.X_train)
+        model.fit(data.X_train, y)
         rec["fit_s"] = time.perf_counter() - t0
+        rec["conditional"] = y is not None
         hist = getattr(model, "history_", {}) or {}
         rec["history"] = {k: [float(x) if x is not None else float("nan") for x in v] for k, v in hist.items()}
         S = model.sample(n_eval, random_state=seed + 1)
@@ -125,6 +136,13 @@ def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, r
             rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
             np.save(os.path.join(tmp_dir, "samples.npy"), S.astype(np.float32))
             _save_figure_arrays(model, data, tmp_dir, seed)
+            for panel in (lambda: infill_panel(model, data.dist, n_eval, seed, tmp_dir),
+                          lambda: conditioning_panel(model, data.dist, n_eval, seed, tmp_dir),
+                          lambda: steps_panel(model, data.dist, data.X_test, n_eval, seed, tmp_dir)):
+                try:
+                    rec["metrics"].update(panel())
+                except (UnsupportedError, ValueError, TypeError, RuntimeError) as e:
+                    rec.setdefault("panel_errors", []).append(f"{type(e).__name__}: {str(e)[:160]}")
             model.save(os.path.join(tmp_dir, "model.gz"))
     except Exception as e:  # a family failing must not stop the comparison
         rec["status"] = "failed"

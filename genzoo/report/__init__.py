@@ -112,6 +112,128 @@ def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[t
     return figs
 
 
+def infill_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
+    """Per family, imputed draws (red) against true conditional draws (grey) on three slices."""
+    rows = [(f, _load_npz(out, _first_ok(records, f), "infill.npz")) for f in fams]
+    rows = [(f, z) for f, z in rows if z is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_sl = max(int(k[1:].split("_")[0]) for k in rows[0][1].files) + 1
+    fig, axes = plt.subplots(len(rows), n_sl, figsize=(2.3 * n_sl, 1.5 * len(rows)), squeeze=False)
+    for i, (fam, z) in enumerate(rows):
+        for j in range(n_sl):
+            ax = axes[i, j]
+            coord, value, w1, w1f = z[f"s{j}_meta"]
+            tr, im = z[f"s{j}_true"], z[f"s{j}_imputed"]
+            lo, hi = float(min(tr.min(), np.nanmin(im))), float(max(tr.max(), np.nanmax(im)))
+            bins = np.linspace(lo, hi, 50)
+            ax.hist(tr, bins=bins, color="#aaaaaa", density=True, label="true")
+            ax.hist(im[np.isfinite(im)], bins=bins, histtype="step", color="#d62728", density=True, label="imputed")
+            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+            miss = "x1" if int(coord) == 0 else "x0"
+            ax.set_title(f"{fam}: {miss} | x{int(coord)}={value:.2f}  W1 {w1:.3f} (floor {w1f:.3f})", fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def conditioning_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
+    """Per family, samples coloured by the asked label; and alignment vs diversity under guidance."""
+    rows = [(f, _load_npz(out, _first_ok(records, f), "conditioning.npz")) for f in fams]
+    rows = [(f, z) for f, z in rows if z is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    guided = any("guidance" in z.files for _, z in rows)
+    k = len(rows) + int(guided)
+    fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 2.5), squeeze=False)
+    for ax, (fam, z) in zip(axes[0], rows):
+        S = z["samples"]
+        ax.scatter(S[:, 0], S[:, 1], c=z["labels"], cmap="tab10", s=2, lw=0)
+        ax.set_title(f"{fam}: x | asked label", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+    if not guided:
+        fig.tight_layout()
+        return _png(fig)
+    ax = axes[0, -1]
+    drew = False
+    for fam, z in rows:
+        if "guidance" in z.files:
+            g = z["guidance"]
+            ax.plot(g[:, 2], g[:, 1], marker="o", ms=3, label=fam)
+            for w, a, r in g:
+                ax.annotate(f"{w:g}", (r, a), fontsize=5)
+            drew = True
+    ax.set_xlabel("within-class recall (diversity)", fontsize=7)
+    ax.set_ylabel("alignment", fontsize=7)
+    ax.set_title("guidance w: quality vs diversity" if drew else "no family with guidance", fontsize=8)
+    ax.tick_params(labelsize=6)
+    if drew:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def steps_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
+    """Quality (on-support share, or W2) against network evaluations per sample."""
+    import json
+
+    series = []
+    for f in fams:
+        rec = _first_ok(records, f)
+        p = os.path.join(out, rec.get("run_dir", ""), "steps.json") if rec else ""
+        if rec and os.path.exists(p):
+            with open(p) as fh:
+                series.append((f, json.load(fh), rec))
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "on_support" if all("on_support" in r for _, rows, _ in series for r in rows if r.get("finite", True)) \
+        else "w2"
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    for f, rows, _ in series:
+        pts = [(r["nfe"], r[key]) for r in rows if key in r]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=f)
+    for f in fams:
+        rec = _first_ok(records, f)
+        m = (rec or {}).get("metrics") or {}
+        if f not in [s[0] for s in series] and key in m and m.get("nfe_per_sample"):
+            ax.scatter([m["nfe_per_sample"]], [m[key]], marker="s", s=14, label=f"{f} (one setting)")
+    floor = next(((r.get("metrics") or {}).get(key + "_floor") for r in records if (r.get("metrics") or {}).get(
+        key + "_floor") is not None), None)
+    if floor is not None:
+        ax.axhline(floor, color="#888", ls=":", lw=1, label="floor (real data)")
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per sample", fontsize=8)
+    ax.set_ylabel("on-support share" if key == "on_support" else "W2", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.set_title("quality vs sampling cost", fontsize=9)
+    return _png(fig)
+
+
+def _load_npz(out: str, rec: dict | None, name: str):
+    if not rec or not rec.get("run_dir"):
+        return None
+    p = os.path.join(out, rec["run_dir"], name)
+    return np.load(p) if os.path.exists(p) else None
+
+
 def overview_figure(out: str, records: list[dict], fams: list[str], data, box) -> str | None:
     """All families' samples side by side, data in grey (also the README picture)."""
     if data.X_train.shape[1] != 2:
@@ -158,13 +280,24 @@ code{background:#f4f4f4;padding:1px 4px}
 """
 
 
-def _metrics_table(summary: list[dict], records: list[dict]) -> str:
+SAMPLE_KEYS = {"on_support", "high_quality", "modes", "reverse_kl", "precision", "recall", "density", "coverage",
+               "w2", "fd", "mmd"}
+
+
+def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, table_id: str) -> str:
+    """Sample metrics (``sample_side``) or the rest (likelihood, infill, conditioning, cost)."""
     ok_rows = [r for r in summary if r["ok"]]
-    cols = [(k, lab, hb) for k, lab, hb in METRICS if any(math.isfinite(_num(r.get(k))) for r in ok_rows)]
+    cols = [(k, lab, hb) for k, lab, hb in METRICS if (k in SAMPLE_KEYS) == sample_side
+            and any(math.isfinite(_num(r.get(k))) for r in ok_rows)]
     floors = {}
     for rec in records:
+        m = rec.get("metrics") or {}
         for k, _, _ in cols:
-            v = _num((rec.get("metrics") or {}).get(k + "_floor"))
+            v = _num(m.get(k + "_floor"))
+            if k == "nll":  # a perfect model's NLL is the true entropy; its gap is zero
+                v = _num(m.get("entropy"))
+            elif k == "nll_gap" and math.isfinite(_num(m.get("entropy"))):
+                v = 0.0
             if math.isfinite(v) and k not in floors:
                 floors[k] = v
     best = {}
@@ -193,7 +326,7 @@ def _metrics_table(summary: list[dict], records: list[dict]) -> str:
                     f"<td>{status}</td><td>{html.escape(r['likelihood_kind'])}</td>{''.join(cells)}</tr>")
     floor_row = "<tr class=floor><td class=l>floor (real vs real)</td><td></td><td></td>" + "".join(
         f"<td>{_fmt(floors[k], k) if k in floors else ''}</td>" for k, _, _ in cols) + "</tr>"
-    return f'<table id="metrics">{head}{"".join(body)}{floor_row}</table>'
+    return f'<table id="{table_id}">{head}{"".join(body)}{floor_row}</table>'
 
 
 def _capability_table(summary: list[dict]) -> str:
@@ -250,11 +383,28 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
               "independent real draws of the same size, which is what a perfect model scores. Sample "
               "distances such as W2 barely separate models at this sample size; on-support share, modes "
               "and the NLL gap (NLL minus the true entropy, i.e. KL(data || model)) separate them.</p>",
-              _metrics_table(summary, records), "</section>",
+              "<h3>Samples</h3>", _metrics_table(summary, records, True, "metrics"),
+              "<h3>Likelihood, infill, conditioning, cost</h3>",
+              _metrics_table(summary, records, False, "metrics-more"), "</section>",
               "<section><h2>Pick by what you need (measured)</h2><p class=note>Orderings measured in this "
               "run beside the folklore. '~' means the difference is within the seed-to-seed standard "
               "deviation.</p>", _ranking_table(summary), "</section>",
-              "<section><h2>Capabilities</h2>", _capability_table(summary), "</section>",
+              "<section><h2>Capabilities</h2>", _capability_table(summary), "</section>"]
+    panels = [("Infill", infill_figure(out, records, fams),
+               "Observe one coordinate, impute the other: the family's draws (red) against exact draws of the "
+               "true conditional p(missing | observed) (grey), on three slices; W1 beside its floor (a second "
+               "exact draw of the same size)."),
+              ("Conditioning", conditioning_figure(out, records, fams),
+               "Samples asked for each label (colour) and, for families with classifier-free guidance, "
+               "alignment (share whose true class posterior agrees with the label) against within-class recall "
+               "as the guidance weight w grows (w = 0: plain conditional; Ho & Salimans' convention)."),
+              ("Quality against sampling cost", steps_figure(out, records, fams),
+               "Each iterative sampler at several step counts: quality against network evaluations per "
+               "sample, beside the floor of real data.")]
+    for title, src, note in panels:
+        if src:
+            parts.append(f"<section><h2>{title}</h2><p class=note>{note}</p>{_img(src, title)}</section>")
+    parts += [
               "<section><h2>Families</h2>"]
     for fam in fams:
         figs = family_figures(out, records, fam, data, box)
