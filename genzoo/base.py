@@ -506,13 +506,18 @@ def grid_gibbs_impute(log_prob, Z: np.ndarray, miss: np.ndarray, seed: int, *, l
                 continue
             pad = 0.25 * (hi[j] - lo[j]) + 1e-3
             g = np.linspace(lo[j] - pad, hi[j] + pad, grid)
+            # rows that agree on every other coordinate share one conditional: compute it once
+            others = Z[rows].copy()
+            others[:, j] = 0.0
+            uniq, inverse = np.unique(others, axis=0, return_inverse=True)
+            lp = np.empty((len(uniq), grid))
             per = max(1, chunk // grid)
-            for a in range(0, len(rows), per):
-                r = rows[a:a + per]
-                P = np.repeat(Z[r], grid, axis=0)
-                P[:, j] = np.tile(g, len(r))
-                lp = np.asarray(log_prob(P), dtype=np.float64).reshape(len(r), grid)
-                Z[r, j] = _inverse_cdf_rows(g, lp, rng)
+            for a in range(0, len(uniq), per):
+                u = uniq[a:a + per]
+                P = np.repeat(u, grid, axis=0)
+                P[:, j] = np.tile(g, len(u))
+                lp[a:a + per] = np.asarray(log_prob(P), dtype=np.float64).reshape(len(u), grid)
+            Z[rows, j] = _inverse_cdf_rows(g, lp[inverse.ravel()], rng)
     return Z
 
 
