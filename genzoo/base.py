@@ -26,6 +26,8 @@ from sklearn.exceptions import NotFittedError
 from genzoo.errors import UnsupportedError
 
 FORMAT = "genzoo-model"
+#: terminal line of the training progress bar (set per worker when runs go side by side)
+PROGRESS_POSITION: int | None = None
 FORMAT_VERSION = 1
 
 
@@ -392,7 +394,7 @@ class TorchGenerativeModel(GenerativeModel):
             best, best_state, bad_evals = math.inf, None, 0
             ema, diverged = None, False
             bar = tqdm(range(max_steps), desc=f"fit {self.family}", disable=not self.verbose, leave=False,
-                       mininterval=0.5, dynamic_ncols=True)
+                       mininterval=0.5, dynamic_ncols=True, position=PROGRESS_POSITION)
             self.module_.train()
             for step in bar:
                 idx = torch.randint(len(zt), (bs,), device=dev)

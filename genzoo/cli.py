@@ -138,7 +138,7 @@ def _cmd_compare(args) -> int:
     from genzoo.compare import run_compare
 
     run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
-                out=args.out, verbose=not args.quiet)
+                out=args.out, verbose=not args.quiet, workers=args.workers)
     return 0
 
 
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", choices=["quick", "default", "thorough"], default="default",
                    help="training budget")
     c.add_argument("--out", default="genzoo-compare", help="report folder (finished runs are reused)")
+    c.add_argument("--workers", type=_positive_int, default=None,
+                   help="runs trained side by side (default: 2 where there are 2+ cores)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_compare)
 

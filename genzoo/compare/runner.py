@@ -217,8 +217,27 @@ def check_out_dir(out: str) -> None:
         raise ValueError(f"cannot write to --out {out!r} ({e.strerror or e})") from None
 
 
+def _worker_init(counter, threads: int) -> None:
+    """Each worker process: its share of the CPU threads and a line of its own for progress bars."""
+    import torch
+
+    import genzoo.base
+
+    torch.set_num_threads(threads)
+    with counter.get_lock():
+        genzoo.base.PROGRESS_POSITION = 1 + counter.value
+        counter.value += 1
+
+
+def default_workers() -> int:
+    """Two runs side by side on a machine with at least 2 cores: small networks use a core each
+    better than they share two (measured in benchmarks/bench_compare.py)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def run_compare(data: str = "ring", families: str | list[str] | None = "core", seeds: int = 3,
-                preset: str = "default", out: str = "genzoo-compare", verbose: bool = True) -> list[dict]:
+                preset: str = "default", out: str = "genzoo-compare", verbose: bool = True,
+                workers: int | None = None) -> list[dict]:
     """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html."""
     from tqdm.auto import tqdm
 
@@ -229,35 +248,62 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
         raise ValueError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"--seeds must be a positive integer; got {seeds!r}")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}")
     fams = resolve_families(families)
     cfg = PRESETS[preset]
     d = load_data(data, int(cfg["n_train"]))
     check_out_dir(out)
-    jobs = [(f, s) for f in fams for s in range(int(seeds))]
-    records: list[dict] = []
     started = time.perf_counter()
-    bar = tqdm(jobs, desc="genzoo compare", disable=not verbose, file=sys.stderr, dynamic_ncols=True)
-    reused = 0
-    for fam, seed in bar:
-        params = family_params(fam, cfg, seed)
-        key = run_key(d, fam, params, seed, preset)
-        run_dir = os.path.join(out, "runs", f"{fam}-seed{seed}-{key}")
+    jobs = []
+    for fam in fams:
+        for seed in range(int(seeds)):
+            params = family_params(fam, cfg, seed)
+            key = run_key(d, fam, params, seed, preset)
+            jobs.append((fam, seed, params, os.path.join(out, "runs", f"{fam}-seed{seed}-{key}")))
+    done: dict[str, dict] = {}
+    for *_, run_dir in jobs:
         rec_path = os.path.join(run_dir, "record.json")
-        bar.set_postfix_str(f"{fam} seed {seed}")
         if os.path.exists(rec_path):
             with open(rec_path) as f:
-                rec = json.load(f)
-            reused += 1
-        else:
-            rec = execute_run(d, fam, params, seed, int(cfg["n_eval"]), run_dir, progress=verbose)
+                done[run_dir] = json.load(f)
+    reused = len(done)
+    todo = [j for j in jobs if j[3] not in done]
+    bar = tqdm(total=len(jobs), initial=reused, desc="genzoo compare", disable=not verbose, file=sys.stderr,
+               dynamic_ncols=True, position=0)
+    n_eval = int(cfg["n_eval"])
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(ctx.Value("i", 0), threads)) as pool:
+            futures = {pool.submit(execute_run, d, fam, params, seed, n_eval, run_dir, verbose): (fam, seed, run_dir)
+                       for fam, seed, params, run_dir in todo}
+            for fut in as_completed(futures):
+                fam, seed, run_dir = futures[fut]
+                done[run_dir] = fut.result()
+                bar.set_postfix_str(f"finished {fam} seed {seed}")
+                bar.update(1)
+    else:
+        for fam, seed, params, run_dir in todo:
+            bar.set_postfix_str(f"{fam} seed {seed}")
+            done[run_dir] = execute_run(d, fam, params, seed, n_eval, run_dir, progress=verbose)
+            bar.update(1)
+    bar.close()
+    records = []
+    for *_, run_dir in jobs:
+        rec = done[run_dir]
         rec["run_dir"] = os.path.relpath(run_dir, out)
         records.append(rec)
-    bar.close()
     summary = summarise(records)
     meta = {"data": d.name, "preset": preset, "budget": cfg, "seeds": int(seeds), "families": fams,
             "n_train": int(len(d.X_train)), "n_test": int(len(d.X_test)), "dim": int(d.X_train.shape[1]),
             "columns": d.columns, "reused_runs": reused, "wall_s": time.perf_counter() - started,
-            "genzoo_version": gz.__version__, "budget_note": budget_note(fams, cfg)}
+            "workers": workers, "genzoo_version": gz.__version__, "budget_note": budget_note(fams, cfg)}
     write_results(out, records, summary, meta)
     report = write_report(out, records, summary, meta, d)
     if verbose:
