@@ -23,7 +23,7 @@ def _rows(path):
 
 def test_compare_writes_results_and_resumes(tmp_path):
     out = str(tmp_path / "cmp")
-    recs = run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False)
+    recs = run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False, workers=1)
     assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
     rows = _rows(os.path.join(out, "results.csv"))
     assert [r["family"] for r in rows] == ["gmm", "gmm", "kde", "kde"]
@@ -34,7 +34,7 @@ def test_compare_writes_results_and_resumes(tmp_path):
     assert "gmm" in html and "<img" in html and "http://" not in html.replace("http://www.w3.org", "")
     stamps = {p: os.path.getmtime(os.path.join(out, "runs", p, "record.json")) for p in os.listdir(
         os.path.join(out, "runs"))}
-    run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False)
+    run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False, workers=1)
     again = {p: os.path.getmtime(os.path.join(out, "runs", p, "record.json")) for p in stamps}
     assert again == stamps, "a rerun with the same settings retrains nothing"
     meta = json.load(open(os.path.join(out, "results.json")))["meta"]
@@ -46,7 +46,7 @@ def test_compare_on_a_user_file(tmp_path):
     path = tmp_path / "my data.csv"
     np.savetxt(path, X, delimiter=",", header="len <mm>,width", comments="")
     out = str(tmp_path / "out")
-    recs = run_compare(data=str(path), families="gmm", seeds=1, preset="quick", out=out, verbose=False)
+    recs = run_compare(data=str(path), families="gmm", seeds=1, preset="quick", out=out, verbose=False, workers=1)
     assert recs[0]["status"] == "ok"
     html = open(os.path.join(out, "report.html")).read()
     assert "len &lt;mm&gt;" in html and "len <mm>" not in html, "user strings are escaped"
@@ -60,21 +60,21 @@ def test_compare_on_a_user_file(tmp_path):
 ])
 def test_compare_bad_input(tmp_path, kwargs, msg):
     args = {"data": "ring", "families": "gmm", "seeds": 1, "preset": "quick", "out": str(tmp_path / "o"),
-            "verbose": False} | kwargs
+            "verbose": False, "workers": 1} | kwargs
     with pytest.raises(ValueError, match=msg):
         run_compare(**args)
 
 
 def test_unwritable_out_and_failed_run_keeps_earlier_results(tmp_path):
     out = tmp_path / "o"
-    run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(out), verbose=False)
+    run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(out), verbose=False, workers=1)
     before = (out / "results.csv").read_text()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot write"):
-        run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(blocker / "sub"), verbose=False)
+        run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(blocker / "sub"), verbose=False, workers=1)
     with pytest.raises(ValueError):
-        run_compare(data="ring", families="gmm,bogus", seeds=1, preset="quick", out=str(out), verbose=False)
+        run_compare(data="ring", families="gmm,bogus", seeds=1, preset="quick", out=str(out), verbose=False, workers=1)
     assert (out / "results.csv").read_text() == before
 
 
@@ -104,7 +104,7 @@ def test_diverged_family_is_reported_and_run_goes_on(tmp_path):
     register("exploding_test_family")(_Exploding)
     try:
         recs = run_compare(data="ring", families="exploding_test_family,gmm", seeds=1, preset="quick",
-                           out=str(tmp_path / "o"), verbose=False)
+                           out=str(tmp_path / "o"), verbose=False, workers=1)
     finally:
         _FAMILIES.pop("exploding_test_family", None)
     status = {r["family"]: r["status"] for r in recs}
