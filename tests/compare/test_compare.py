@@ -72,9 +72,11 @@ def test_unwritable_out_and_failed_run_keeps_earlier_results(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot write"):
-        run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(blocker / "sub"), verbose=False, workers=1)
+        run_compare(data="ring", families="gmm", seeds=1, preset="quick", out=str(blocker / "sub"),
+                    verbose=False, workers=1)
     with pytest.raises(ValueError):
-        run_compare(data="ring", families="gmm,bogus", seeds=1, preset="quick", out=str(out), verbose=False, workers=1)
+        run_compare(data="ring", families="gmm,bogus", seeds=1, preset="quick", out=str(out),
+                    verbose=False, workers=1)
     assert (out / "results.csv").read_text() == before
 
 
