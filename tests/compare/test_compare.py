@@ -23,7 +23,8 @@ def _rows(path):
 
 def test_compare_writes_results_and_resumes(tmp_path):
     out = str(tmp_path / "cmp")
-    recs = run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False, workers=1)
+    recs = run_compare(data="gaussians8", families="gmm,kde", seeds=2, preset="quick", out=out, verbose=False,
+                       workers=1)
     assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
     rows = _rows(os.path.join(out, "results.csv"))
     assert [r["family"] for r in rows] == ["gmm", "gmm", "kde", "kde"]
