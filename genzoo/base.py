@@ -560,7 +560,11 @@ def load(path) -> GenerativeModel:
         raise ValueError(f"{path} was written by a newer genzoo (format {meta['format_version']})")
     cls = family_class(meta.get("family"))
     try:
-        model = cls(**meta["params"])
+        defaults = cls().get_params()
+        # JSON has no tuples: give tuple-valued hyperparameters back their type
+        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
+                  for k, v in meta["params"].items()}
+        model = cls(**params)
         model._set_meta(meta["state"])
         model._set_arrays(np_load(raw) if raw else {})
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
@@ -580,7 +584,8 @@ def _check_options(hook, opts: dict, what: str, positional: tuple[str, ...]) -> 
     valid = [k for k, p in params.items() if k not in positional and p.kind in named]
     unknown = sorted(set(opts) - set(valid))
     if unknown:
-        raise ValueError(f"{what}: unknown option(s) {unknown}; this family takes: {', '.join(valid) or 'none'}")
+        kind = "sampling" if what == "sample" else "scoring" if what == "score_samples" else what
+        raise ValueError(f"{what}: unknown {kind} option(s) {unknown}; valid options: {', '.join(valid) or 'none'}")
 
 
 def _to_numpy(a) -> np.ndarray:

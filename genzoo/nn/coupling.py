@@ -1,0 +1,312 @@
+"""Invertible building blocks for normalising flows: coupling layers and their pieces.
+
+Every block maps data-side ``x`` to noise-side ``u`` with ``forward(x, context) -> (u, logdet)``
+and back with ``inverse(u, context) -> (x, logdet)``; ``logdet`` is ``log|det du/dx|`` of the
+forward direction, per row, in both calls (so ``inverse`` returns ``-log|det dx/du|``'s negative:
+the same quantity evaluated at the recovered ``x``).
+
+- :func:`rq_spline`: the monotonic rational-quadratic spline of Durkan et al., "Neural Spline
+  Flows" (NeurIPS 2019), identity outside ``[-B, B]`` (linear tails), with its analytic inverse.
+- :class:`AffineCoupling`: RealNVP's affine coupling (Dinh et al., "Density estimation using
+  Real NVP", ICLR 2017) with a soft-clamped log-scale.
+- :class:`SplineCoupling`: coupling whose elementwise transform is a rational-quadratic spline.
+- :func:`coupling_partitions`: which coordinates each layer conditions on / transforms, so that
+  every coordinate is transformed in every pair of layers and the split changes between pairs
+  (mixes all coordinates in any dimension >= 2).
+- :class:`ActNorm`: per-coordinate affine map initialised from data (Kingma & Dhariwal, Glow 2018).
+- :class:`ResidualNet`: the conditioner network (residual MLP with an optional context input).
+- :class:`InvertibleSequence`: a chain of the blocks above.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ----------------------------------------------------------------------------- the spline
+
+
+def rq_spline(x: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor, derivs: torch.Tensor, *,
+              inverse: bool = False, bound: float = 5.0, min_width: float = 1e-4, min_height: float = 1e-4,
+              min_deriv: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elementwise monotonic rational-quadratic spline on ``[-bound, bound]``, identity outside.
+
+    ``x``: (..., ) values; ``widths``, ``heights``: (..., K) unnormalised bin sizes (softmax);
+    ``derivs``: (..., K - 1) unconstrained derivatives at the interior knots (softplus). The
+    boundary derivatives are 1, so the spline joins the identity tails smoothly (C1).
+    ``min_*`` are fractions of the interval (widths, heights) and a floor on derivatives.
+    Returns ``(y, log|dy/dx|)`` in the forward direction; with ``inverse=True`` it solves the
+    quadratic of Durkan et al. (2019, eq. 6-8) and returns ``(x, log|dy/dx| at x)``.
+    """
+    K = widths.shape[-1]
+    inside = x.abs() <= bound
+    xc = x.clamp(-bound, bound)
+
+    # bin widths (row 0) and heights (row 1), each at least min_* of the span: (..., 2, K)
+    floor = torch.tensor([min_width, min_height], dtype=x.dtype, device=x.device)[:, None]
+    wh = (floor + (1 - floor * K) * torch.softmax(torch.stack([widths, heights], -2), -1)) * (2 * bound)
+    knots = F.pad(torch.cumsum(wh, -1), (1, 0)) - bound  # (..., 2, K + 1), from -bound to bound
+    knots[..., -1] = bound  # exactly, whatever the rounding of the sum
+    wh = knots[..., 1:] - knots[..., :-1]
+    # derivatives at the K + 1 knots: 1 at both ends (identity tails, C1 join), positive inside
+    one = torch.ones_like(derivs[..., :1])
+    d = torch.cat([one, min_deriv + F.softplus(derivs + _SOFTPLUS_ONE), one], -1)  # (..., K + 1)
+
+    # the bin of each point (by x forward, by y inverse), then that bin's six numbers in one gather
+    k = torch.searchsorted(knots[..., int(inverse), 1:-1].contiguous(), xc[..., None].contiguous())
+    k = k.clamp_(max=K - 1)  # (..., 1)
+    table = torch.cat([knots[..., :-1], wh, torch.stack([d[..., :-1], d[..., 1:]], -2)], -2)  # (..., 6, K)
+    xk, yk, wk, hk, dk, dk1 = table.gather(-1, k[..., None, :].expand(*k.shape[:-1], 6, 1))[..., 0].unbind(-1)
+
+    s = hk / wk  # slope of the bin's chord
+    c2 = dk1 + dk - 2 * s
+    if not inverse:
+        xi = ((xc - xk) / wk).clamp(0, 1)
+        t = xi * (1 - xi)
+        den = s + c2 * t
+        y = yk + hk * (s * xi * xi + dk * t) / den
+    else:  # the root in [0, 1] of a xi^2 + b xi + c = 0, in its numerically stable form
+        dy = xc - yk
+        a = hk * (s - dk) + dy * c2
+        b = hk * dk - dy * c2
+        c = -s * dy
+        xi = ((2 * c) / (-b - (b * b - 4 * a * c).clamp_min(0).sqrt())).clamp(0, 1)
+        t = xi * (1 - xi)
+        den = s + c2 * t
+        y = xk + xi * wk
+    logdet = torch.log(s * s * (dk1 * xi * xi + 2 * s * t + dk * (1 - xi) ** 2) / (den * den))
+    return torch.where(inside, y, x), torch.where(inside, logdet, 0.0)
+
+
+def gaussianising_spline(v: torch.Tensor, bins: int, bound: float, *, min_width: float = 1e-4,
+                         min_height: float = 1e-4, min_deriv: float = 1e-3) -> torch.Tensor:
+    """Unconstrained parameters ``(3 * bins - 1,)`` of the RQ spline that maps samples ``v`` to N(0, 1).
+
+    Interior knots sit at the empirical quantiles ``j / bins`` of ``v`` (data side) and at the
+    standard-normal quantiles ``Phi^-1(j / bins)`` (noise side), so every bin holds the same
+    share of the data. The derivative at a knot is the one of the exact Gaussianising map,
+    ``p(x) / phi(y)``, with ``p(x)`` counted in a window of half the neighbouring knot spacing.
+    This inverts the parametrisation of :func:`rq_spline`.
+    """
+    v = torch.sort(v.detach().double().flatten()).values
+    n = len(v)
+    levels = torch.arange(1, bins, dtype=torch.float64) / bins  # (K - 1,)
+    inner = 0.98 * bound  # keep the outer bins open even for data that fills [-bound, bound]
+    xk = torch.quantile(v, levels).clamp(-inner, inner)
+    yk = (math.sqrt(2) * torch.erfinv(2 * levels - 1)).clamp(-inner, inner)
+    edge = torch.tensor([bound], dtype=torch.float64)
+
+    def sizes(knots: torch.Tensor, floor: float) -> torch.Tensor:
+        """Bin sizes as fractions of the span, each at least twice the floor (ties spread apart)."""
+        frac = torch.diff(knots, prepend=-edge, append=edge).clamp_min(0) / (2 * bound)
+        frac = frac.clamp_min(2 * floor)
+        return frac / frac.sum()
+
+    w, h = sizes(xk, min_width), sizes(yk, min_height)  # (K,)
+    logits_w = torch.log((w - min_width) / (1 - min_width * bins))
+    logits_h = torch.log((h - min_height) / (1 - min_height * bins))
+    half = 0.5 * torch.minimum(w[:-1], w[1:]) * (2 * bound)  # (K - 1,) window half-widths
+    count = torch.searchsorted(v, xk + half) - torch.searchsorted(v, xk - half)
+    density = (count + 0.5) / (n * 2 * half)
+    d = (density / torch.exp(-0.5 * yk * yk) * math.sqrt(2 * math.pi)).clamp(2 * min_deriv, 1e3)
+    raw_d = torch.log(torch.expm1(d - min_deriv)) - _SOFTPLUS_ONE
+    return torch.cat([logits_w, logits_h, raw_d]).float()
+
+
+# softplus(0 + this) == 1 - min_deriv ~ 1: zero network outputs give the identity spline
+_SOFTPLUS_ONE = math.log(math.expm1(1.0 - 1e-3))
+
+
+# ----------------------------------------------------------------------------- conditioner
+
+
+class ResidualNet(nn.Module):
+    """Residual MLP ``in_dim (+ context) -> out_dim``: ``blocks`` pre-activation residual blocks.
+
+    The context (e.g. a label embedding) enters at the input and is added to every block, so
+    conditioning is strong at every depth. The output layer starts at zero, so a coupling built
+    on it starts as the identity map.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128, blocks: int = 2, context_dim: int = 0):
+        super().__init__()
+        self.inp = nn.Linear(in_dim + context_dim, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            for _ in range(blocks))
+        self.ctx = nn.ModuleList(nn.Linear(context_dim, hidden) for _ in range(blocks)) if context_dim else None
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, out_dim))
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.inp(x if context is None else torch.cat([x, context], -1))  # (B, H)
+        for i, block in enumerate(self.blocks):
+            if self.ctx is not None and context is not None:
+                h = h + self.ctx[i](context)
+            h = h + block(h)
+        return self.out(h)
+
+
+# ----------------------------------------------------------------------------- couplings
+
+
+def coupling_partitions(dim: int, n_layers: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """(conditioning coordinates, transformed coordinates) for each of ``n_layers`` couplings.
+
+    Layers come in pairs that swap the two halves of a permutation, so every coordinate is
+    transformed once per pair; the first pair uses the natural order, later pairs a seeded
+    random permutation, so which coordinates condition which changes (for ``dim > 2``).
+    """
+    if dim < 2:
+        raise ValueError(f"a coupling flow needs dim >= 2; got {dim}")
+    rng = np.random.default_rng(seed)
+    half = dim // 2
+    parts = []
+    for i in range(n_layers):
+        if i % 2 == 0:
+            perm = np.arange(dim) if i == 0 else rng.permutation(dim)
+            a, b = sorted(perm[:half].tolist()), sorted(perm[half:].tolist())
+        parts.append((a, b) if i % 2 == 0 else (b, a))
+    return parts
+
+
+class _Coupling(nn.Module):
+    """Shared part of a coupling: split by index, condition on one part, transform the other."""
+
+    def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], params_per_coord: int,
+                 hidden: int, blocks: int, context_dim: int):
+        super().__init__()
+        self.register_buffer("cond_idx", torch.as_tensor(cond_idx, dtype=torch.long))
+        self.register_buffer("trans_idx", torch.as_tensor(trans_idx, dtype=torch.long))
+        self.n_params = params_per_coord
+        self.net = ResidualNet(len(cond_idx), len(trans_idx) * params_per_coord, hidden, blocks, context_dim)
+
+    def _params(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        p = self.net(x[:, self.cond_idx], context)  # (B, T * P)
+        return p.reshape(len(x), len(self.trans_idx), self.n_params)  # (B, T, P)
+
+    def _transform(self, v: torch.Tensor, p: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _run(self, x: torch.Tensor, context: torch.Tensor | None, inverse: bool):
+        p = self._params(x, context)
+        v, logdet = self._transform(x[:, self.trans_idx], p, inverse)  # (B, T), (B, T)
+        out = x.clone()
+        out[:, self.trans_idx] = v
+        return out, logdet.sum(-1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        return self._run(x, context, inverse=False)
+
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
+        return self._run(u, context, inverse=True)
+
+
+class AffineCoupling(_Coupling):
+    """RealNVP coupling ``u_b = x_b * exp(s(x_a)) + t(x_a)``; ``s`` soft-clamped to ``(-clamp, clamp)``."""
+
+    def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 128,
+                 blocks: int = 2, context_dim: int = 0, clamp: float = 3.0):
+        super().__init__(dim, cond_idx, trans_idx, 2, hidden, blocks, context_dim)
+        self.clamp = clamp
+
+    def _transform(self, v, p, inverse):
+        s = self.clamp * torch.tanh(p[..., 0] / self.clamp)  # (B, T) log-scale
+        t = p[..., 1]
+        if inverse:
+            return (v - t) * torch.exp(-s), s
+        return v * torch.exp(s) + t, s
+
+
+class SplineCoupling(_Coupling):
+    """Neural-spline coupling: each transformed coordinate goes through its own RQ spline.
+
+    The spline has ``bins`` bins on ``[-bound, bound]`` and is the identity outside (Durkan et
+    al. 2019, "coupling RQ-NSF"); its 3K - 1 parameters per coordinate come from the conditioner.
+    """
+
+    def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 128,
+                 blocks: int = 2, context_dim: int = 0, bins: int = 16, bound: float = 5.0):
+        super().__init__(dim, cond_idx, trans_idx, 3 * bins - 1, hidden, blocks, context_dim)
+        self.bins = bins
+        self.bound = bound
+
+    def _transform(self, v, p, inverse):
+        K = self.bins
+        return rq_spline(v, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse, bound=self.bound)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, context: torch.Tensor | None = None) -> None:
+        """Start as each transformed coordinate's marginal Gaussianisation (whatever the condition).
+
+        Sets the conditioner's output bias (its weights stay zero) to the spline that maps the
+        empirical marginal of ``x[:, trans_idx]`` to N(0, 1); training then only has to learn
+        how the condition changes it. (Marginal Gaussianisation: Chen & Gopinath 2000; used as
+        a flow initialisation by Meng et al., "Gaussianization Flows", AISTATS 2020.)
+        """
+        params = [gaussianising_spline(x[:, j], self.bins, self.bound) for j in self.trans_idx.tolist()]
+        last = self.net.out[1]
+        last.bias.copy_(torch.stack(params).reshape(-1).to(last.bias))
+
+
+# ----------------------------------------------------------------------------- elementwise and chains
+
+
+class ActNorm(nn.Module):
+    """``u = (x - shift) * exp(-log_scale)`` per coordinate; ``initialize`` sets it so u is standardised."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, context: torch.Tensor | None = None) -> None:
+        self.shift.copy_(x.mean(0))
+        self.log_scale.copy_(torch.log(x.std(0).clamp_min(1e-6)))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        return (x - self.shift) * torch.exp(-self.log_scale), (-self.log_scale).sum().expand(len(x))
+
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
+        return u * torch.exp(self.log_scale) + self.shift, (-self.log_scale).sum().expand(len(u))
+
+
+class InvertibleSequence(nn.Module):
+    """A chain of invertible blocks; ``forward`` runs them in order, ``inverse`` in reverse."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        total = torch.zeros(len(x), device=x.device, dtype=x.dtype)
+        for b in self.blocks:
+            x, ld = b(x, context)
+            total = total + ld
+        return x, total
+
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
+        total = torch.zeros(len(u), device=u.device, dtype=u.dtype)
+        for b in reversed(self.blocks):
+            u, ld = b.inverse(u, context)
+            total = total + ld
+        return u, total
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, context: torch.Tensor | None = None, n_blocks: int | None = None) -> None:
+        """Data-dependent initialisation of the first ``n_blocks`` blocks (all by default) that have
+        one, in order, each on what reaches it."""
+        for b in list(self.blocks)[:n_blocks]:
+            if hasattr(b, "initialize"):
+                b.initialize(x, context)
+            x, _ = b(x, context)
+
+
+__all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling", "SplineCoupling", "ActNorm",
+           "InvertibleSequence"]
