@@ -137,7 +137,7 @@ def test_ddim_is_deterministic_given_the_start_and_options_are_checked(g8):
     assert not np.allclose(a, c)
     with pytest.raises(ValueError, match="sampler"):
         m.sample(5, sampler="heun")
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown sampling option"):
         m.sample(5, temperature=2.0)
     with pytest.raises(ValueError, match="steps"):
         m.sample(5, steps=0)
