@@ -125,24 +125,33 @@ def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, r
         rec["conditional"] = y is not None
         hist = getattr(model, "history_", {}) or {}
         rec["history"] = {k: [float(x) if x is not None else float("nan") for x in v] for k, v in hist.items()}
+        timings = rec["timings"] = {"fit": rec["fit_s"]}
+        t0 = time.perf_counter()
         S = model.sample(n_eval, random_state=seed + 1)
+        timings["sample"] = time.perf_counter() - t0
         if getattr(model, "diverged_", False) or not np.isfinite(S).all():
             rec["status"] = "diverged"
             rec["error"] = "training loss became NaN/inf" if getattr(model, "diverged_", False) \
                 else "samples contain NaN/inf"
         else:
             target = data.dist if data.dist is not None else data.X_test
+            t0 = time.perf_counter()
             metrics = gz.evaluate(model, target, n=n_eval, random_state=seed)
+            timings["evaluate"] = time.perf_counter() - t0
             rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
             np.save(os.path.join(tmp_dir, "samples.npy"), S.astype(np.float32))
+            t0 = time.perf_counter()
             _save_figure_arrays(model, data, tmp_dir, seed)
-            for panel in (lambda: infill_panel(model, data.dist, n_eval, seed, tmp_dir),
-                          lambda: conditioning_panel(model, data.dist, n_eval, seed, tmp_dir),
-                          lambda: steps_panel(model, data.dist, data.X_test, n_eval, seed, tmp_dir)):
+            timings["figures"] = time.perf_counter() - t0
+            for name, panel in (("infill", lambda: infill_panel(model, data.dist, n_eval, seed, tmp_dir)),
+                                ("conditioning", lambda: conditioning_panel(model, data.dist, n_eval, seed, tmp_dir)),
+                                ("steps", lambda: steps_panel(model, data.dist, data.X_test, n_eval, seed, tmp_dir))):
+                t0 = time.perf_counter()
                 try:
                     rec["metrics"].update(panel())
                 except (UnsupportedError, ValueError, TypeError, RuntimeError) as e:
                     rec.setdefault("panel_errors", []).append(f"{type(e).__name__}: {str(e)[:160]}")
+                timings[name] = time.perf_counter() - t0
             model.save(os.path.join(tmp_dir, "model.gz"))
     except Exception as e:  # a family failing must not stop the comparison
         rec["status"] = "failed"

@@ -14,8 +14,13 @@ Choices, each measured on the 2-D benchmarks (see the family's report):
   preconditioning with ``sigma_data = 1`` (Karras et al. 2022): the target has unit scale at
   every noise level, so the low-noise regime that places samples on thin modes trains as
   well as the rest. Noise prediction stays the interface: ``eps = sigma x_t + alpha v``.
-- Network: an MLP (4 x 256, SiLU) on ``[x_t, sinusoidal features of lambda, label]``; the
-  sampler uses an exponential moving average of the weights (kept in the module, so saved).
+- Network: an MLP (4 x 128, SiLU) on ``[x_t, sin/cos(x_t B), sinusoidal features of lambda,
+  label]``. The random Fourier features of ``x_t`` (Tancik et al. 2020) matter most: without
+  them 1,000 steps put 2% of ``grid25`` samples on a mode, with them 97%. For a fixed time
+  budget, more steps of a narrower MLP beat fewer of a wider one (grid25, same budget:
+  4 x 128 for 6,000 steps 99.5%, 4 x 256 for 3,000 steps 99.1%, 3 x 256 for 3,800 steps
+  98.4%). The sampler uses an exponential moving average of the weights (kept in the module,
+  so saved).
 - Sampling: ancestral (DDPM) or DDIM (``eta = 0``) on any number of steps, uniform in the
   schedule's time (respacing); classifier-free guidance (Ho & Salimans 2021) with one network
   trained with label dropout. Convention: ``eps = eps_uncond + w (eps_cond - eps_uncond)``,
@@ -116,13 +121,13 @@ class Diffusion(TorchGenerativeModel):
     summary = "DDPM (cosine schedule, v-prediction): ancestral/DDIM sampling, guidance, PF-ODE likelihood"
 
     def __init__(self, *, schedule: str = "cosine", log_snr_min: float = -15.0, log_snr_max: float = 15.0,
-                 parameterization: str = "v", hidden: int = 256, layers: int = 4,
+                 parameterization: str = "v", hidden: int = 128, layers: int = 4,
                  fourier_features: int = 64, fourier_scale: float = 5.0, time_dim: int = 64,
                  time_scale: float = 5.0, label_dim: int = 16, label_dropout: float = 0.15,
                  ema_decay: float = 0.999, sample_steps: int = 250, sampler: str = "ancestral",
                  guidance: float = 1.0, impute_steps: int = 100, resample: int = 10,
                  likelihood_steps: int = 32, likelihood_method: str = "rk4",
-                 max_steps: int = 3000, batch_size: int = 512, lr: float = 2e-3,
+                 max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 1):
         self.schedule = schedule
@@ -200,7 +205,7 @@ class Diffusion(TorchGenerativeModel):
         """Noise at a random level, predict the parameterised target, squared error (EDM-weighted for 'v')."""
         t = torch.rand(len(z), device=z.device) if t is None else t  # (B,)
         lam = self._noise_schedule().log_snr(t)
-        a, s = alpha_sigma_from_log_snr(lam)[0][:, None], alpha_sigma_from_log_snr(lam)[1][:, None]
+        a, s = (c[:, None] for c in alpha_sigma_from_log_snr(lam))
         eps = torch.randn_like(z)
         x_t = a * z + s * eps  # (B, D)
         out = self.module_(x_t, lam, self._drop_labels(y), ema=ema)

@@ -14,12 +14,12 @@ version of it) and ``reinit_frac`` of them restart. Where the restarts come from
 than anything else here: maximum likelihood only asks the energy to be high away from the
 data, not to slope towards it, so a chain restarted uniformly lands on a plateau and rarely
 finds a mode 0.01 wide -- the negatives then stop representing p and training drifts (measured:
-a spurious spike took all the mass on grid25). In <= 2-D restarts are therefore exact draws
-from the current model by a randomly shifted quadrature grid (160 nodes per axis, refreshed
-every 25 steps); beyond 2-D they are uniform over the walled box (plain PCD). With
-``objective="dsm"`` the energy is fitted instead by denoising score matching (Vincent 2011):
-``-grad E`` regresses the score of the data blurred by N(0, dsm_sigma^2 I), so p is the data
-convolved with that noise.
+a spurious spike took all the mass on grid25). In <= 2-D restarts are therefore draws from
+the current model on a randomly shifted quadrature grid (160 nodes per axis, uniform within
+the drawn cell, refreshed every 50 steps; MALA then corrects the within-cell error); beyond
+2-D they are uniform over the walled box (plain PCD). With ``objective="dsm"`` the energy is
+fitted instead by denoising score matching (Vincent 2011): ``-grad E`` regresses the score of
+the data blurred by N(0, dsm_sigma^2 I), so p is the data convolved with that noise.
 
 Network: ``E = exp(g) MLP(z, sin/cos(pi 2^k z)) + wall(z)``: Fourier features of each coordinate
 (k < ``n_freq``) and a learnable output gain let the energy form wells as thin as the data's
@@ -63,7 +63,7 @@ WALL_WIDTH = 0.03  # its quadratic scale tau, as a fraction of the span
 QUAD_PAD = 0.35  # the quadrature box: training range padded by this fraction of the span
 QUAD_MAX_DIM = 2
 RESTART_GRID = 160  # nodes per axis of the randomly shifted grid that draws chain restarts (<= 2-D)
-REFRESH = 25  # training steps between two refreshes of the pool of restarts
+REFRESH = 50  # training steps between two refreshes of the pool of restarts
 
 
 class EnergyNet(nn.Module):
@@ -167,7 +167,7 @@ class EBM(TorchGenerativeModel):
             self._pool, self._since_refresh = None, 0
 
     def _restarts(self, b: int, dev: torch.device) -> torch.Tensor:
-        """Fresh chain starts: in <= 2-D exact draws from the current model by a randomly shifted
+        """Fresh chain starts: in <= 2-D draws from the current model on a randomly shifted
         quadrature grid (refreshed every ``REFRESH`` steps), so the chains represent p, not a
         plateau they cannot leave; beyond 2-D uniform draws over the walled box."""
         if len(self.z_lo_) > QUAD_MAX_DIM:
@@ -214,7 +214,7 @@ class EBM(TorchGenerativeModel):
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         """Held-out NLL with log Z by a coarse quadrature (<= 2-D); beyond, the training loss."""
         if z.shape[1] <= QUAD_MAX_DIM:
-            log_z = self._quadrature_log_z(min(int(self.quad_points), 400))
+            log_z = self._quadrature_log_z(min(int(self.quad_points), 256))
             return float(self.energy(z).mean()) + log_z
         if self.objective == "dsm":
             with torch_seed(12345, z.device), torch.enable_grad():
@@ -305,6 +305,8 @@ class EBM(TorchGenerativeModel):
             self.chains_ = self.chain_steps_ = None
 
     def _log_prob_std(self, Z, **opts):
+        if opts:
+            raise ValueError(f"unknown scoring option(s) {sorted(opts)}; ebm takes none")
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), 65536):
@@ -314,6 +316,8 @@ class EBM(TorchGenerativeModel):
     # ------------------------------------------------------------------ sampling
     def _sample_std(self, n, y, seed, sampler: str | None = None, steps: int | None = None,
                     init: str | None = None, **opts):
+        if opts:
+            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; valid: sampler, steps, init")
         if y is not None:
             raise UnsupportedError("ebm is unconditional")
         sampler = sampler or self.sampler

@@ -41,7 +41,7 @@ class FlowNet(nn.Module):
     """Coupling flow with a standard-normal base; optional label embedding as context."""
 
     def __init__(self, dim: int, n_classes: int, *, coupling: str, n_layers: int, hidden: int, blocks: int,
-                 bins: int, tail_bound: float, label_dim: int):
+                 bins: int, tail_bound: float, label_dim: int, fourier: int = 0):
         super().__init__()
         self.dim = dim
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
@@ -49,9 +49,9 @@ class FlowNet(nn.Module):
         layers: list[nn.Module] = []
         for cond, trans in coupling_partitions(dim, n_layers):
             if coupling == "affine":
-                layers += [ActNorm(dim), AffineCoupling(dim, cond, trans, hidden, blocks, ctx)]
+                layers += [ActNorm(dim), AffineCoupling(dim, cond, trans, hidden, blocks, ctx, fourier=fourier)]
             else:
-                layers.append(SplineCoupling(dim, cond, trans, hidden, blocks, ctx, bins, tail_bound))
+                layers.append(SplineCoupling(dim, cond, trans, hidden, blocks, ctx, bins, tail_bound, fourier))
         self.transform = InvertibleSequence(layers)
 
     def context(self, y: torch.Tensor | None, batch: int) -> torch.Tensor | None:
@@ -83,9 +83,11 @@ class Flow(TorchGenerativeModel):
     summary = "Coupling normalising flow (rational-quadratic spline or affine); exact likelihood and sampling"
 
     def __init__(self, *, coupling: str = "spline", n_layers: int = 8, hidden: int = 128, blocks: int = 2,
-                 bins: int = 32, tail_bound: float = 3.0, data_init: bool = True, label_dim: int = 16,
+                 bins: int = 32, tail_bound: float = 3.0, data_init: bool = True, fourier: int = 0,
+                 label_dim: int = 16,
                  max_steps: int = 1500,
-                 batch_size: int = 512, lr: float = 1e-3, validation_fraction: float = 0.1,
+                 batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.0,
+                 validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 6, random_state=None, device: str = "auto",
                  verbose: int = 1):
         self.coupling = coupling
@@ -95,10 +97,12 @@ class Flow(TorchGenerativeModel):
         self.bins = bins
         self.tail_bound = tail_bound
         self.data_init = data_init
+        self.fourier = fourier
         self.label_dim = label_dim
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
+        self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
@@ -119,13 +123,17 @@ class Flow(TorchGenerativeModel):
             raise ValueError(f"tail_bound must be positive; got {self.tail_bound}")
         return FlowNet(dim, n_classes, coupling=self.coupling, n_layers=int(self.n_layers),
                        hidden=int(self.hidden), blocks=int(self.blocks), bins=int(self.bins),
-                       tail_bound=float(self.tail_bound), label_dim=int(self.label_dim))
+                       tail_bound=float(self.tail_bound), label_dim=int(self.label_dim),
+                       fourier=int(self.fourier))
 
     def _prepare(self, Z: np.ndarray) -> None:
         """Spline flows start from the data's marginal Gaussianisation (first pair of couplings)."""
         if self.coupling == "spline" and self.data_init:
             z = self._tensor(Z)
             self.module_.transform.initialize(z, self.module_.context(None, len(z)), n_blocks=2)
+
+    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=float(self.weight_decay))]
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return -self.module_.log_prob(z, y).mean()  # maximum likelihood, exactly

@@ -133,7 +133,8 @@ class GAN(TorchGenerativeModel):
     ema_decay : decay of the generator's moving average when stabilised.
     d_lr_ratio : discriminator learning rate / generator learning rate.
     rejection : discriminator rejection sampling when stabilised.
-    rejection_steps : training steps of the rejection critic against the frozen generator.
+    rejection_steps : training steps of the rejection critic against the frozen generator
+        (at most ``max_steps``).
     rejection_quantile : quantile of the critic's logit over generated points used as the ceiling M.
     fourier_features, fourier_scale : number and scale (per unit of standardised data) of the
         critic's random Fourier features (0 = raw coordinates only).
@@ -153,10 +154,10 @@ class GAN(TorchGenerativeModel):
     summary: ClassVar[str] = "non-saturating GAN, R1 penalty, weight EMA, discriminator rejection (no density)"
 
     def __init__(self, *, latent_dim: int = 8, hidden: int = 128, layers: int = 3, d_hidden: int = 128,
-                 d_layers: int = 3, stabilize: bool = True, pack: int = 1, r1_gamma: float = 0.1, r1_every: int = 4,
-                 ema_decay: float = 0.999, d_lr_ratio: float = 1.0, rejection: bool = True,
-                 rejection_steps: int = 1000, rejection_quantile: float = 0.95, fourier_features: int = 32,
-                 fourier_scale: float = 5.0, impute_starts: int = 16,
+                 d_layers: int = 3, stabilize: bool = True, pack: int = 1, r1_gamma: float = 0.1,
+                 r1_every: int = 4, ema_decay: float = 0.999, d_lr_ratio: float = 1.0,
+                 rejection: bool = True, rejection_steps: int = 1000, rejection_quantile: float = 0.95,
+                 fourier_features: int = 32, fourier_scale: float = 5.0, impute_starts: int = 16,
                  impute_steps: int = 200, impute_tol: float = 0.02, max_steps: int = 4000,
                  batch_size: int = 256, lr: float = 5e-3, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, random_state=None, device: str = "auto",
@@ -300,7 +301,7 @@ class GAN(TorchGenerativeModel):
         bs = min(int(self.batch_size), len(zt))
         with torch_seed(seed, dev):
             opt = torch.optim.Adam(C.parameters(), lr=1e-3, betas=(0.5, 0.9))
-            for _ in range(int(self.rejection_steps)):
+            for _ in range(min(int(self.rejection_steps), int(self.max_steps))):  # never longer than the game
                 idx = torch.randint(len(zt), (bs,), device=dev)
                 yb = None if yt is None else yt[idx]
                 with torch.no_grad():
@@ -324,25 +325,16 @@ class GAN(TorchGenerativeModel):
         return meta
 
     # ------------------------------------------------------------------ sampling
-    def _draw_labels(self, n: int, y: np.ndarray | None, gen: np.random.Generator) -> torch.Tensor | None:
-        if y is not None:
-            return self._labels(y)
-        if not self.n_classes_:
-            return None
-        return self._labels(gen.choice(self.n_classes_, size=n, p=self.class_prior_))
-
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, ema: bool = True,
-                    rejection: bool | None = None, **opts) -> torch.Tensor:
+                    rejection: bool | None = None) -> torch.Tensor:
         """x = G(u), u ~ N(0, I) (moving-average generator unless ``ema=False``).
 
         With rejection (the default when the model was calibrated for it), each row keeps the
         first of its proposals that passes the DRS test u < exp(C(x) - M); a row that finds
         none in 40 rounds (never seen in practice) keeps its last, unfiltered proposal.
         """
-        if opts:
-            raise TypeError(f"gan.sample got unexpected option(s) {sorted(opts)}; use ema=, rejection=")
         net, dev = self.module_, torch.device(self.device_)
-        yy = self._draw_labels(n, y, np.random.default_rng(seed))
+        yy = self._labels(y)  # the base draws labels for a conditional model asked for none
         G = net.generator_ema if ema else net.generator
         ceiling = getattr(self, "rejection_ceiling_", None)
         use = (ceiling is not None) if rejection is None else bool(rejection)
@@ -385,16 +377,18 @@ class GAN(TorchGenerativeModel):
         for a conditional model) are optimised by Adam to minimise
         ||(G(u) - x)_obs||^2 / (2 tol^2) + ||u||^2 / 2 (a MAP fit under an observation noise
         ``tol`` in standardised units). Among the starts whose RMS error on the observed
-        coordinates is within 3 tol (or the best one, if none is), one is drawn at random,
-        weighted by the class frequencies and, when the model has a rejection ceiling, by the
-        DRS acceptance min(1, exp(C(G(u)) - M)); G(u) fills the missing coordinates.
+        coordinates is within 3 tol (or the best one, if none is) and, when the model has a
+        rejection critic, whose DRS acceptance exp(C(G(u)) - M) is at least 0.1 (if any start
+        passes both), one is drawn at random, weighted by the class frequencies; G(u) fills the
+        missing coordinates. The critic acts as a yes/no filter against bridge points rather
+        than as a weight, because its logit is too noisy between two good modes to weight them.
 
         Approximation: this is not a posterior draw. The randomness comes from the random
         starts, so the share of draws per mode follows the size of each mode's basin of
         attraction in latent space, which only roughly tracks p(mode | observed).
         """
         if opts:
-            raise TypeError(f"gan.impute got unexpected option(s) {sorted(opts)}; use starts=, steps=, tol=")
+            raise ValueError(f"impute: unknown option(s) {sorted(opts)}; valid options: starts, steps, tol")
         R = int(self.impute_starts if starts is None else starts)
         T = int(self.impute_steps if steps is None else steps)
         tol = float(self.impute_tol if tol is None else tol)
@@ -422,15 +416,17 @@ class GAN(TorchGenerativeModel):
             with torch.no_grad():
                 out = G(u, y=yr)                                                  # (R*n, D)
                 rms = (((out - xr) * obr).pow(2).sum(1) / obr.sum(1).clamp(min=1)).sqrt().reshape(R, n)
-                ok = rms <= 3 * tol
+                ok = rms <= 3 * tol                                               # (R, n)
+                ceiling = getattr(self, "rejection_ceiling_", None)
+                if ceiling is not None:  # drop fits the critic finds implausible (bridges), if any is left
+                    plausible = (net.critic(out, yr) - ceiling).reshape(R, n) > math.log(0.1)
+                    both = ok & plausible
+                    ok = torch.where(both.any(0, keepdim=True), both, ok)
                 ok = ok | (~ok.any(0, keepdim=True) & (rms == rms.min(0, keepdim=True).values))
                 logw = torch.zeros(R, n, device=dev)
                 if C:
                     log_prior = torch.as_tensor(np.log(self.class_prior_), dtype=torch.float32, device=dev)
                     logw = logw + log_prior[yr.reshape(R, n)]
-                ceiling = getattr(self, "rejection_ceiling_", None)
-                if ceiling is not None:
-                    logw = logw + torch.clamp(net.critic(out, yr) - ceiling, max=0.0).reshape(R, n)
                 logw = torch.where(ok, logw, torch.full_like(logw, -math.inf))
                 gumbel = -torch.log(-torch.log(torch.rand(R, n, device=dev)))
                 pick = torch.argmax(logw + gumbel, 0)                             # (n,)

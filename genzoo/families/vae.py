@@ -50,6 +50,11 @@ def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) 
     return -0.5 * (((x - mu) * torch.exp(-log_std)) ** 2 + 2 * log_std + _LOG_2PI).sum(-1)
 
 
+def standard_normal_log_prob(u: torch.Tensor) -> torch.Tensor:
+    """log N(u; 0, I) summed over the last axis, ``(..., L) -> (...)``."""
+    return -0.5 * (u**2 + _LOG_2PI).sum(-1)
+
+
 def kl_to_standard_normal(mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """Closed-form KL(N(mu, diag s^2) || N(0, I)) = 1/2 sum(mu^2 + s^2 - 1 - 2 log s), ``(B, L) -> (B,)``."""
     return 0.5 * (mu**2 + torch.exp(2 * log_std) - 1 - 2 * log_std).sum(-1)
@@ -87,7 +92,7 @@ class VAE(TorchGenerativeModel):
 
     Parameters
     ----------
-    latent_dim : size of the latent u (prior N(0, I)).
+    latent_dim : size of the latent u (prior N(0, I)); None = the data's dimension (at least 2).
     hidden, layers : width and depth of the encoder and decoder MLPs.
     min_std : floor of the decoder's standard deviation, in units of the standardised data
         (1e-3 = a thousandth of each feature's spread: sharp enough for the std-0.01 mixtures).
@@ -109,7 +114,7 @@ class VAE(TorchGenerativeModel):
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary: ClassVar[str] = "Gaussian VAE with learned decoder variance; ELBO / importance-weighted bound"
 
-    def __init__(self, *, latent_dim: int = 4, hidden: int = 128, layers: int = 3, min_std: float = 1e-3,
+    def __init__(self, *, latent_dim: int | None = None, hidden: int = 128, layers: int = 3, min_std: float = 1e-3,
                  kl_warmup: float = 0.2, iw_samples: int = 1, impute_proposals: int = 1000,
                  impute_steps: int = 50, max_steps: int = 10_000, batch_size: int = 256,
                  lr: float = 2e-3, validation_fraction: float = 0.1, early_stopping: bool = True,
@@ -134,7 +139,7 @@ class VAE(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        for name in ("latent_dim", "hidden", "layers", "iw_samples", "impute_proposals"):
+        for name in ("hidden", "layers", "iw_samples", "impute_proposals"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if not float(self.min_std) > 0:
@@ -142,7 +147,10 @@ class VAE(TorchGenerativeModel):
         if not 0 <= float(self.kl_warmup) < 1:
             raise ValueError(f"kl_warmup must be in [0, 1); got {self.kl_warmup}")
         self._beta = 1.0
-        return VAENet(dim, int(self.latent_dim), int(self.hidden), int(self.layers), n_classes,
+        latent = max(2, dim) if self.latent_dim is None else int(self.latent_dim)
+        if latent < 1:
+            raise ValueError(f"latent_dim must be >= 1 or None; got {self.latent_dim}")
+        return VAENet(dim, latent, int(self.hidden), int(self.layers), n_classes,
                       float(self.min_std))
 
     def _neg_elbo(self, z: torch.Tensor, y: torch.Tensor | None, beta: float = 1.0) -> torch.Tensor:
@@ -165,6 +173,12 @@ class VAE(TorchGenerativeModel):
             return float(self._neg_elbo(z, y, 1.0).mean())
 
     # ------------------------------------------------------------------ bounds
+    def _log_joint(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """log p(x | u, y) + log p(u), ``(..., D), (..., L) -> (...)``."""
+        mu, log_sigma = self.module_.decode(u.reshape(-1, u.shape[-1]), y)
+        log_px = gaussian_log_prob(x.reshape(-1, x.shape[-1]), mu, log_sigma).reshape(u.shape[:-1])
+        return log_px + standard_normal_log_prob(u)
+
     def _iwae(self, z: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int = 2 ** 18) -> torch.Tensor:
         """log (1/k) sum_j p(x, u_j) / q(u_j | x), u_j ~ q(u | x): the IWAE bound per row, ``(B,)``.
 
@@ -178,23 +192,18 @@ class VAE(TorchGenerativeModel):
             m, log_s = self.module_.encode(x, yy)                              # (b, L)
             eps = torch.randn((k, *m.shape), device=z.device)                  # (k, b, L)
             u = m + torch.exp(log_s) * eps
-            yk = None if yy is None else yy.repeat(k)
-            mu, log_sigma = self.module_.decode(u.reshape(-1, m.shape[1]), yk)  # (k*b, D)
-            log_px = gaussian_log_prob(x.repeat(k, 1), mu, log_sigma).reshape(k, -1)
-            log_pu = gaussian_log_prob(u, torch.zeros_like(u), torch.zeros_like(u))
-            log_qu = gaussian_log_prob(u, m, log_s)
-            out.append(torch.logsumexp(log_px + log_pu - log_qu, 0) - math.log(k))
+            yk = None if yy is None else yy.repeat(k)                         # (k*b,)
+            log_pxu = self._log_joint(x.expand(k, *x.shape), u, yk)             # (k, b)
+            log_qu = gaussian_log_prob(u, m, log_s)                            # (k, b)
+            out.append(torch.logsumexp(log_pxu - log_qu, 0) - math.log(k))
         return torch.cat(out)
 
-    def _log_prob_std(self, Z: np.ndarray, k: int | None = None, y=None, random_state: int = 0,
-                      **opts) -> torch.Tensor:
+    def _log_prob_std(self, Z: np.ndarray, k: int | None = None, y=None, random_state: int = 0) -> torch.Tensor:
         """The ELBO (k = 1) or IWAE bound (k > 1) on log p(z) in standardised space; noise fixed by ``random_state``.
 
         A conditional model scores log p(x | y) when ``y`` is given and the mixture
         log sum_c pi_c p(x | c) (through each class's bound) when it is not.
         """
-        if opts:
-            raise TypeError(f"vae.score_samples got unexpected option(s) {sorted(opts)}; use k=, y=")
         k = int(self.iw_samples if k is None else k)
         if k < 1:
             raise ValueError(f"k (importance samples) must be >= 1; got {k}")
@@ -212,22 +221,12 @@ class VAE(TorchGenerativeModel):
             return torch.logsumexp(torch.stack(per_class), 0)                  # (B,)
 
     # ------------------------------------------------------------------ sampling
-    def _draw_labels(self, n: int, y: np.ndarray | None, gen: np.random.Generator) -> torch.Tensor | None:
-        """The asked labels, or labels drawn from the class frequencies for a conditional model."""
-        if y is not None:
-            return self._labels(y)
-        if not self.n_classes_:
-            return None
-        return self._labels(gen.choice(self.n_classes_, size=n, p=self.class_prior_))
-
-    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, mean: bool = False, **opts) -> torch.Tensor:
+    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, mean: bool = False) -> torch.Tensor:
         """u ~ N(0, I), then x ~ p(x | u) (``mean=False``, the model's distribution) or x = mu(u)."""
-        if opts:
-            raise TypeError(f"vae.sample got unexpected option(s) {sorted(opts)}; use mean=True/False")
         dev = torch.device(self.device_)
-        yy = self._draw_labels(n, y, np.random.default_rng(seed))
+        yy = self._labels(y)  # the base draws labels for a conditional model asked for none
         with torch_seed(seed, dev):
-            u = torch.randn(n, int(self.latent_dim), device=dev)          # (n, L)
+            u = torch.randn(n, self.module_.latent_dim, device=dev)       # (n, L)
             mu, log_sigma = self.module_.decode(u, yy)                    # (n, D)
             x = mu if mean else mu + torch.exp(log_sigma) * torch.randn_like(mu)
         self.last_nfe_ = 1
@@ -252,7 +251,7 @@ class VAE(TorchGenerativeModel):
         comes from step 1 alone.
         """
         if opts:
-            raise TypeError(f"vae.impute got unexpected option(s) {sorted(opts)}; use proposals=, steps=")
+            raise ValueError(f"impute: unknown option(s) {sorted(opts)}; valid options: proposals, steps")
         K = int(self.impute_proposals if proposals is None else proposals)
         T = int(self.impute_steps if steps is None else steps)
         if K < 1 or T < 0:
@@ -260,7 +259,7 @@ class VAE(TorchGenerativeModel):
         dev = torch.device(self.device_)
         net = self.module_
         n, d = Z.shape
-        L = int(self.latent_dim)
+        L = self.module_.latent_dim
         obs = torch.as_tensor(~miss, device=dev)                                # (n, D) bool
         x = self._tensor(np.where(miss, 0.0, Z))                                 # (n, D), missing = 0
         C = int(self.n_classes_)
@@ -290,15 +289,9 @@ class VAE(TorchGenerativeModel):
             # 2. Metropolis-within-Gibbs on (u, x_miss)
             u = u_pick
             for _ in range(T):
-                m, log_s = net.encode(x, y_pick)
+                m, log_s = net.encode(x, y_pick)                                 # proposal q(u' | x)
                 u_new = m + torch.exp(log_s) * torch.randn_like(m)
-                zero = torch.zeros_like(u)
-
-                def log_joint(uu: torch.Tensor) -> torch.Tensor:
-                    mu_, ls_ = net.decode(uu, y_pick)
-                    return gaussian_log_prob(x, mu_, ls_) + gaussian_log_prob(uu, zero, zero)
-
-                log_ratio = (log_joint(u_new) - log_joint(u)
+                log_ratio = (self._log_joint(x, u_new, y_pick) - self._log_joint(x, u, y_pick)
                              + gaussian_log_prob(u, m, log_s) - gaussian_log_prob(u_new, m, log_s))
                 accept = torch.log(torch.rand(n, device=dev)) < log_ratio
                 u = torch.where(accept[:, None], u_new, u)
@@ -311,4 +304,4 @@ class VAE(TorchGenerativeModel):
         return "vae scores through its ELBO / IWAE bound"
 
 
-__all__ = ["VAE", "VAENet", "gaussian_log_prob", "kl_to_standard_normal"]
+__all__ = ["VAE", "VAENet", "gaussian_log_prob", "kl_to_standard_normal", "standard_normal_log_prob"]

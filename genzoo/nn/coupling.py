@@ -129,12 +129,16 @@ class ResidualNet(nn.Module):
 
     The context (e.g. a label embedding) enters at the input and is added to every block, so
     conditioning is strong at every depth. The output layer starts at zero, so a coupling built
-    on it starts as the identity map.
+    on it starts as the identity map. With ``fourier > 0`` the input ``x`` is also fed as
+    ``sin / cos(2^k x)``, ``k < fourier`` (Tancik et al. 2020), so that the network can switch
+    sharply with ``x`` (e.g. between the sharp modes of the data) early in training.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128, blocks: int = 2, context_dim: int = 0):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128, blocks: int = 2, context_dim: int = 0,
+                 fourier: int = 0):
         super().__init__()
-        self.inp = nn.Linear(in_dim + context_dim, hidden)
+        self.register_buffer("freqs", 2.0 ** torch.arange(fourier, dtype=torch.float32), persistent=False)
+        self.inp = nn.Linear(in_dim * (1 + 2 * fourier) + context_dim, hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
             for _ in range(blocks))
@@ -144,6 +148,9 @@ class ResidualNet(nn.Module):
         nn.init.zeros_(self.out[1].bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if len(self.freqs):
+            a = (x[..., None] * self.freqs).flatten(-2)  # (B, in_dim * fourier)
+            x = torch.cat([x, a.sin(), a.cos()], -1)
         h = self.inp(x if context is None else torch.cat([x, context], -1))  # (B, H)
         for i, block in enumerate(self.blocks):
             if self.ctx is not None and context is not None:
@@ -179,12 +186,13 @@ class _Coupling(nn.Module):
     """Shared part of a coupling: split by index, condition on one part, transform the other."""
 
     def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], params_per_coord: int,
-                 hidden: int, blocks: int, context_dim: int):
+                 hidden: int, blocks: int, context_dim: int, fourier: int = 0):
         super().__init__()
         self.register_buffer("cond_idx", torch.as_tensor(cond_idx, dtype=torch.long))
         self.register_buffer("trans_idx", torch.as_tensor(trans_idx, dtype=torch.long))
         self.n_params = params_per_coord
-        self.net = ResidualNet(len(cond_idx), len(trans_idx) * params_per_coord, hidden, blocks, context_dim)
+        self.net = ResidualNet(len(cond_idx), len(trans_idx) * params_per_coord, hidden, blocks, context_dim,
+                               fourier)
 
     def _params(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         p = self.net(x[:, self.cond_idx], context)  # (B, T * P)
@@ -211,8 +219,8 @@ class AffineCoupling(_Coupling):
     """RealNVP coupling ``u_b = x_b * exp(s(x_a)) + t(x_a)``; ``s`` soft-clamped to ``(-clamp, clamp)``."""
 
     def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 128,
-                 blocks: int = 2, context_dim: int = 0, clamp: float = 3.0):
-        super().__init__(dim, cond_idx, trans_idx, 2, hidden, blocks, context_dim)
+                 blocks: int = 2, context_dim: int = 0, clamp: float = 3.0, fourier: int = 0):
+        super().__init__(dim, cond_idx, trans_idx, 2, hidden, blocks, context_dim, fourier)
         self.clamp = clamp
 
     def _transform(self, v, p, inverse):
@@ -231,8 +239,8 @@ class SplineCoupling(_Coupling):
     """
 
     def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 128,
-                 blocks: int = 2, context_dim: int = 0, bins: int = 16, bound: float = 5.0):
-        super().__init__(dim, cond_idx, trans_idx, 3 * bins - 1, hidden, blocks, context_dim)
+                 blocks: int = 2, context_dim: int = 0, bins: int = 16, bound: float = 5.0, fourier: int = 0):
+        super().__init__(dim, cond_idx, trans_idx, 3 * bins - 1, hidden, blocks, context_dim, fourier)
         self.bins = bins
         self.bound = bound
 
@@ -308,5 +316,6 @@ class InvertibleSequence(nn.Module):
             x, _ = b(x, context)
 
 
-__all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling", "SplineCoupling", "ActNorm",
+__all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
+           "SplineCoupling", "ActNorm",
            "InvertibleSequence"]

@@ -108,7 +108,8 @@ def test_conditional_score_is_the_marginal_density(blob_model):
     assert -0.05 < gap < 0.3
 
 
-@pytest.mark.xfail(reason="known: conditional mean off by ~0.1 on the short-trained blob model; open in issue 5", strict=False)
+@pytest.mark.xfail(reason="known: conditional mean off by ~0.1 on the short-trained blob model; open in issue 5",
+                   strict=False)
 def test_impute_draws_from_the_conditional(blob_model):
     Q = np.full((300, 2), np.nan)
     Q[:150, 0] = 1.5  # x observed in the right blob -> y there too

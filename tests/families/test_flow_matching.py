@@ -110,7 +110,8 @@ def ring_model():
     return gz.make("flow_matching", **small_params("flow_matching", max_steps=600, batch_size=256)).fit(X)
 
 
-@pytest.mark.xfail(reason="known: at this short test budget the flow-matching ring model misses the quality bar; open in issue 6", strict=False)
+@pytest.mark.xfail(reason="known: at this short test budget the flow-matching ring model misses the quality bar; "
+                          "open in issue 6", strict=False)
 def test_samples_land_on_the_ring_and_nfe_is_reported(ring_model):
     m = ring_model
     for sampler, steps, nfe in [("euler", 8, 8), ("heun", 8, 16), ("rk4", 4, 16)]:
@@ -131,7 +132,8 @@ def test_likelihood_is_solver_independent_and_not_below_the_entropy(ring_model):
     assert -a.mean() > ds.entropy() - 3 * a.std() / math.sqrt(len(a)) - 0.01
 
 
-@pytest.mark.xfail(reason="known: at this short test budget the flow-matching ring model misses the quality bar; open in issue 6", strict=False)
+@pytest.mark.xfail(reason="known: at this short test budget the flow-matching ring model misses the quality bar; "
+                          "open in issue 6", strict=False)
 def test_impute_keeps_observed_values_and_follows_the_ring(ring_model):
     Q = np.full((300, 2), np.nan)
     Q[:, 0] = 0.0  # x = 0: y should be near +-1

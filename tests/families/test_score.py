@@ -48,13 +48,13 @@ def test_dsm_loss_has_its_closed_form_minimum():
     z = torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0))
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        best = float(m._loss(z, None))
+        best = float(m._loss(z, None, stable=False))
     assert abs(best - 2.0) < 0.02
     for k in (0.9, 1.1):
         m.module_.k = k
         with torch.random.fork_rng():
             torch.manual_seed(1)
-            assert float(m._loss(z, None)) > best + 0.01
+            assert float(m._loss(z, None, stable=False)) > best + 0.01
     # and the score the samplers use is the closed form -(x - mu) / (s^2 + sigma^2)
     m = oracle([0.3, -0.2], 0.5)
     s, per = m.score_fn()
@@ -121,7 +121,8 @@ def test_guided_samples_land_on_the_asked_class(fitted):
     assert m.last_nfe_ == 200  # guided: conditional and unconditional pass per step
 
 
-@pytest.mark.xfail(reason="known: score inpainting misses the conditional at test budget; open in issue 6", strict=False)
+@pytest.mark.xfail(reason="known: score inpainting misses the conditional at test budget; open in issue 6",
+                   strict=False)
 def test_impute_keeps_observed_and_fills_near_the_conditional(fitted):
     m, centers = fitted
     X = np.column_stack([np.full(300, 2.0), np.full(300, np.nan)])  # x = 2: the blob at (2, 0)
