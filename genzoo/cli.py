@@ -137,8 +137,10 @@ def _cmd_impute(args) -> int:
 def _cmd_compare(args) -> int:
     from genzoo.compare import run_compare
 
+    # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved)
     run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
-                out=args.out, verbose=not args.quiet, workers=args.workers)
+                out=args.out, verbose=not args.quiet, workers=args.workers,
+                start_method="fork" if sys.platform == "linux" else None)
     return 0
 
 

@@ -24,7 +24,7 @@ def infill_panel(model, dist, n: int, seed: int, run_dir: str) -> dict[str, floa
 
     if dist is None or dist.dim != 2 or "impute" not in model.capabilities:
         return {}
-    res = infill_metrics(model, dist, n_slices=3, n_per_slice=max(100, n // 6), random_state=seed)
+    res = infill_metrics(model, dist, n_slices=3, n_per_slice=max(100, n // 10), random_state=seed)
     arrays = {}
     for i, s in enumerate(res["slices"]):
         arrays[f"s{i}_imputed"] = np.asarray(s["imputed"], np.float32)

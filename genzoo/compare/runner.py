@@ -22,15 +22,18 @@ CORE = ["vae", "gan", "flow", "diffusion", "autoregressive"]
 BASELINES = ["gmm", "kde"]
 
 #: training budget per preset: a fraction of each family's default ``max_steps``, the
-#: number of training points and of evaluation samples. ``default`` keeps the whole
-#: default run (7 families x 3 seeds on ``ring``) within about 5 minutes on 2 cores.
+#: number of training points, of evaluation samples and of held-out points scored for the
+#: likelihood (the same points for every family, so their differences are sharper than each
+#: NLL's standard error), and the resolution of the log-density heat maps. ``default`` keeps
+#: the whole default run (7 families x 3 seeds on ``ring``) within 5 minutes on 2 cores.
 PRESETS: dict[str, dict[str, float]] = {
-    "quick": {"budget": 0.08, "n_train": 3000, "n_eval": 1000},
-    "default": {"budget": 0.35, "n_train": 10_000, "n_eval": 2000},
-    "thorough": {"budget": 1.0, "n_train": 10_000, "n_eval": 5000},
+    "quick": {"budget": 0.08, "n_train": 3000, "n_eval": 1000, "n_test": 2000, "grid": 60},
+    "default": {"budget": 0.35, "n_train": 10_000, "n_eval": 2000, "n_test": 5000, "grid": 90},
+    "thorough": {"budget": 1.0, "n_train": 10_000, "n_eval": 5000, "n_test": 10_000, "grid": 120},
 }
 
-GRID_N = 90  # resolution of the log-density heat maps
+#: rough relative cost of one run per family (quick preset, ring): the longest runs start first
+COST = {"diffusion": 6, "flow": 5, "gan": 4, "vae": 3, "kde": 2, "autoregressive": 2, "gmm": 1}
 
 
 def resolve_families(spec: str | list[str] | None) -> list[str]:
@@ -106,10 +109,16 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, run_dir: str,
-                progress: bool) -> dict:
-    """Fit, evaluate and store one run; returns its record (status ok / diverged / failed)."""
-    rec: dict[str, Any] = {"family": family, "seed": seed, "params": params, "status": "ok", "error": ""}
+def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run_dir: str,
+                progress: bool, panels: bool = True) -> dict:
+    """Fit, evaluate and store one run; returns its record (status ok / diverged / failed).
+
+    ``panels``: also draw the figures' arrays (heat map, sampling path) and measure the
+    infill, conditioning and steps panels; the report shows them for one seed per family.
+    """
+    rec: dict[str, Any] = {"family": family, "seed": seed, "params": params, "status": "ok", "error": "",
+                           "panels": bool(panels)}
+    n_eval = int(cfg["n_eval"])
     model = gz.make(family, **params)
     if progress and "verbose" in params:
         model.set_params(verbose=1)
@@ -136,16 +145,19 @@ def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, r
         else:
             target = data.dist if data.dist is not None else data.X_test
             t0 = time.perf_counter()
-            metrics = gz.evaluate(model, target, n=n_eval, random_state=seed)
+            metrics = gz.evaluate(model, target, n=n_eval, n_test=int(cfg["n_test"]), random_state=seed)
             timings["evaluate"] = time.perf_counter() - t0
             rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
             np.save(os.path.join(tmp_dir, "samples.npy"), S.astype(np.float32))
             t0 = time.perf_counter()
-            _save_figure_arrays(model, data, tmp_dir, seed)
+            if panels:
+                _save_figure_arrays(model, data, tmp_dir, seed, int(cfg["grid"]))
             timings["figures"] = time.perf_counter() - t0
             for name, panel in (("infill", lambda: infill_panel(model, data.dist, n_eval, seed, tmp_dir)),
                                 ("conditioning", lambda: conditioning_panel(model, data.dist, n_eval, seed, tmp_dir)),
                                 ("steps", lambda: steps_panel(model, data.dist, data.X_test, n_eval, seed, tmp_dir))):
+                if not panels:
+                    break
                 t0 = time.perf_counter()
                 try:
                     rec["metrics"].update(panel())
@@ -170,16 +182,16 @@ def execute_run(data: Data, family: str, params: dict, seed: int, n_eval: int, r
     return rec
 
 
-def _save_figure_arrays(model, data: Data, run_dir: str, seed: int) -> None:
+def _save_figure_arrays(model, data: Data, run_dir: str, seed: int, grid_n: int) -> None:
     """Arrays the report draws: the log-density on a grid and, for iterative samplers, a path."""
     if data.X_train.shape[1] != 2:
         return
     if "log_prob" in model.capabilities:
         (x0, x1), (y0, y1) = plot_box(data)
-        xs, ys = np.linspace(x0, x1, GRID_N), np.linspace(y0, y1, GRID_N)
+        xs, ys = np.linspace(x0, x1, grid_n), np.linspace(y0, y1, grid_n)
         gx, gy = np.meshgrid(xs, ys)
         try:
-            lp = model.score_samples(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(GRID_N, GRID_N)
+            lp = model.score_samples(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(grid_n, grid_n)
             np.save(os.path.join(run_dir, "logdensity.npy"), lp.astype(np.float32))
         except Exception:  # a heat map is a nicety; its absence is shown in the report
             pass
@@ -233,6 +245,12 @@ def _worker_init(counter, threads: int) -> None:
     import genzoo.base
 
     torch.set_num_threads(threads)
+    try:  # numpy's BLAS too (scikit-learn's baselines): two workers must not each run two threads
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
     with counter.get_lock():
         genzoo.base.PROGRESS_POSITION = 1 + counter.value
         counter.value += 1
@@ -246,8 +264,12 @@ def default_workers() -> int:
 
 def run_compare(data: str = "ring", families: str | list[str] | None = "core", seeds: int = 3,
                 preset: str = "default", out: str = "genzoo-compare", verbose: bool = True,
-                workers: int | None = None) -> list[dict]:
-    """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html."""
+                workers: int | None = None, start_method: str | None = None) -> list[dict]:
+    """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html.
+
+    ``start_method`` of the worker processes: 'spawn' (default) or 'fork' (faster; only safe
+    in a process that has not run torch yet, as in the command line).
+    """
     from tqdm.auto import tqdm
 
     from genzoo.compare.tables import summarise, terminal_table, write_results
@@ -257,6 +279,8 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
         raise ValueError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"--seeds must be a positive integer; got {seeds!r}")
+    if start_method not in (None, "spawn", "fork", "forkserver"):
+        raise ValueError(f"start_method must be 'spawn', 'fork' or 'forkserver'; got {start_method!r}")
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
@@ -278,20 +302,24 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
             with open(rec_path) as f:
                 done[run_dir] = json.load(f)
     reused = len(done)
-    todo = [j for j in jobs if j[3] not in done]
+    first_seed = 0
+    # longest first, so that two workers finish together: the panel runs (seed 0), then by cost
+    todo = sorted((j for j in jobs if j[3] not in done), key=lambda j: (j[1] != first_seed, -COST.get(j[0], 3)))
+    tqdm.monitor_interval = 0  # no monitor thread: the workers may be forked
     bar = tqdm(total=len(jobs), initial=reused, desc="genzoo compare", disable=not verbose, file=sys.stderr,
                dynamic_ncols=True, position=0)
-    n_eval = int(cfg["n_eval"])
     if workers > 1 and len(todo) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+        # 'fork' skips importing torch and genzoo again in each worker (seconds), but is only safe
+        # before torch's thread pool has started: the CLI asks for it, a library call spawns
+        ctx = mp.get_context(start_method or "spawn")
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(ctx.Value("i", 0), threads)) as pool:
-            futures = {pool.submit(execute_run, d, fam, params, seed, n_eval, run_dir, verbose): (fam, seed, run_dir)
-                       for fam, seed, params, run_dir in todo}
+            futures = {pool.submit(execute_run, d, fam, params, seed, cfg, run_dir, verbose, seed == first_seed):
+                       (fam, seed, run_dir) for fam, seed, params, run_dir in todo}
             for fut in as_completed(futures):
                 fam, seed, run_dir = futures[fut]
                 done[run_dir] = fut.result()
@@ -300,7 +328,8 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
     else:
         for fam, seed, params, run_dir in todo:
             bar.set_postfix_str(f"{fam} seed {seed}")
-            done[run_dir] = execute_run(d, fam, params, seed, n_eval, run_dir, progress=verbose)
+            done[run_dir] = execute_run(d, fam, params, seed, cfg, run_dir, progress=verbose,
+                                        panels=seed == first_seed)
             bar.update(1)
     bar.close()
     records = []

@@ -9,9 +9,8 @@ sampler and condition by fitting one model per class.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import KFold
 from sklearn.neighbors import KernelDensity
 
 from genzoo.base import GenerativeModel
@@ -123,6 +122,18 @@ class GMM(_PerClassModel):
         return self.models_[0].n_components
 
 
+def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``|a_i - b_j|^2`` for every pair, ``(n, d), (m, d) -> (n, m)``."""
+    return np.maximum((A * A).sum(1)[:, None] - 2 * A @ B.T + (B * B).sum(1)[None], 0)
+
+
+def _gaussian_kde_log_prob(d2: np.ndarray, h: float, n_data: int, dim: int) -> np.ndarray:
+    """log (1/m) sum_j N(x_i; data_j, h^2 I) from the squared distances ``d2`` (n, m)."""
+    nearest = d2.min(1, keepdims=True)  # the log-sum-exp shift: the largest kernel value of each row
+    s = np.exp((nearest - d2) * (0.5 / (h * h))).sum(1)
+    return np.log(s) - 0.5 * nearest[:, 0] / (h * h) - np.log(n_data) - 0.5 * dim * np.log(2 * np.pi * h * h)
+
+
 @register("kde")
 class KDE(_PerClassModel):
     """Gaussian kernel density estimate; bandwidth by K-fold cross-validated log-likelihood."""
@@ -145,9 +156,14 @@ class KDE(_PerClassModel):
         if self.bandwidth == "cv":
             n, d = Z.shape
             silverman = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-            grid = {"bandwidth": silverman * np.logspace(-1.5, 0.3, 16)}
+            grid = silverman * np.logspace(-1.5, 0.3, 16)
             cv = KFold(min(int(self.cv), n), shuffle=True, random_state=seed % 2**32)
-            bw = GridSearchCV(KernelDensity(), grid, cv=cv).fit(Z).best_params_["bandwidth"]
+            held_out = np.zeros(len(grid))
+            for train, test in cv.split(Z):  # exact held-out log-likelihood of every bandwidth at once
+                d2 = _squared_distances(Z[test], Z[train])
+                for j, h in enumerate(grid):
+                    held_out[j] += _gaussian_kde_log_prob(d2, h, len(train), d).sum()
+            bw = float(grid[int(np.argmax(held_out))])
         else:
             bw = float(self.bandwidth)
             if not bw > 0:
@@ -163,13 +179,10 @@ class KDE(_PerClassModel):
         m = self.models_[0]
         # KernelDensity's tree-based score is slow in bulk; the exact sum in blocks is faster
         data = np.asarray(m.tree_.data)
-        h = m.bandwidth
         out = np.empty(len(Z))
-        const = -np.log(len(data)) - 0.5 * data.shape[1] * np.log(2 * np.pi * h * h)
         for a in range(0, len(Z), 2048):
-            zb = Z[a:a + 2048]
-            d2 = (zb * zb).sum(1)[:, None] - 2 * zb @ data.T + (data * data).sum(1)[None]
-            out[a:a + 2048] = logsumexp(-0.5 * np.maximum(d2, 0) / (h * h), axis=1) + const
+            out[a:a + 2048] = _gaussian_kde_log_prob(_squared_distances(Z[a:a + 2048], data), m.bandwidth,
+                                                     len(data), data.shape[1])
         return out
 
     def _get_arrays(self):

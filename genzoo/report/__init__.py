@@ -38,10 +38,9 @@ def _load(out: str, rec: dict, name: str) -> np.ndarray | None:
 
 
 def _first_ok(records: list[dict], fam: str) -> dict | None:
-    for r in records:
-        if r["family"] == fam and r.get("status") == "ok":
-            return r
-    return None
+    """The run whose figures the report shows: the first finished one that measured the panels."""
+    ok = [r for r in records if r["family"] == fam and r.get("status") == "ok"]
+    return next((r for r in ok if r.get("panels", True)), ok[0] if ok else None)
 
 
 def _scatter(ax, data, S, box, title):
@@ -132,7 +131,7 @@ def infill_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
             tr, im = z[f"s{j}_true"], z[f"s{j}_imputed"]
             lo, hi = float(min(tr.min(), np.nanmin(im))), float(max(tr.max(), np.nanmax(im)))
             bins = np.linspace(lo, hi, 50)
-            ax.hist(tr, bins=bins, color="#aaaaaa", density=True, label="true")
+            ax.hist(tr, bins=bins, histtype="stepfilled", color="#aaaaaa", density=True, label="true")
             ax.hist(im[np.isfinite(im)], bins=bins, histtype="step", color="#d62728", density=True, label="imputed")
             ax.set_yticks([])
             ax.tick_params(labelsize=6)
@@ -390,6 +389,8 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
               "run beside the folklore. '~' means the difference is within the seed-to-seed standard "
               "deviation.</p>", _ranking_table(summary), "</section>",
               "<section><h2>Capabilities</h2>", _capability_table(summary), "</section>"]
+    parts.append("<p class=note>The figures below, and the infill and conditioning metrics, come from one "
+                 "run per family (its first seed); the metrics above are over all seeds.</p>")
     panels = [("Infill", infill_figure(out, records, fams),
                "Observe one coordinate, impute the other: the family's draws (red) against exact draws of the "
                "true conditional p(missing | observed) (grey), on three slices; W1 beside its floor (a second "
