@@ -63,3 +63,14 @@ def test_cli_rejects_text_data_and_corrupt_model(tmp_path):
 def test_list_runs():
     r = _run("list")
     assert r.returncode == 0 and "flow" in r.stdout and "ring" in r.stdout
+
+
+def test_compare_from_the_command_line_with_two_workers(tmp_path):
+    """The CLI's path: two forked workers, every run finished, the report and the table written."""
+    out = tmp_path / "cmp"
+    r = _run("compare", "--families", "gmm,kde", "--seeds", "2", "--preset", "quick", "--out", str(out),
+             "--workers", "2")
+    assert r.returncode == 0, r.stderr[-500:]
+    assert (out / "report.html").exists() and "report:" in r.stderr
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4 and all(",ok," in row for row in rows[1:])

@@ -60,7 +60,8 @@ class FlowMatching(TorchGenerativeModel):
     summary = "flow matching (linear path, minibatch OT): ODE sampling, exact ODE likelihood, guidance"
 
     def __init__(self, *, coupling: str = "ot", hidden: int = 256, layers: int = 3, time_dim: int = 32,
-                 time_scale: float = 100.0, label_dropout: float = 0.1, guidance: float = 1.0,
+                 time_scale: float = 100.0, fourier_features: int = 0, fourier_scale: float = 5.0,
+                 time_dist: str = "uniform", label_dropout: float = 0.1, guidance: float = 1.0,
                  ema_decay: float = 0.999, sampler: str = "heun", sample_steps: int = 50,
                  likelihood_method: str = "rk4", likelihood_steps: int = 64, rtol: float = 1e-5,
                  atol: float = 1e-5, impute_steps: int = 50, resample: int = 10,
@@ -72,6 +73,9 @@ class FlowMatching(TorchGenerativeModel):
         self.layers = layers
         self.time_dim = time_dim
         self.time_scale = time_scale
+        self.fourier_features = fourier_features
+        self.fourier_scale = fourier_scale
+        self.time_dist = time_dist
         self.label_dropout = label_dropout
         self.guidance = guidance
         self.ema_decay = ema_decay
@@ -105,7 +109,9 @@ class FlowMatching(TorchGenerativeModel):
             if getattr(self, name) not in METHODS:
                 raise ValueError(f"{name} must be one of {', '.join(METHODS)}; got {getattr(self, name)!r}")
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
-                                          time_dim=int(self.time_dim), time_scale=float(self.time_scale)))
+                                          time_dim=int(self.time_dim), time_scale=float(self.time_scale),
+                                          fourier_features=int(self.fourier_features),
+                                          fourier_scale=float(self.fourier_scale)))
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
@@ -113,7 +119,8 @@ class FlowMatching(TorchGenerativeModel):
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Conditional flow matching on the linear path, noise paired to data by minibatch OT."""
         return cfm_loss(self.module_.net, z, y, coupling=self.coupling,
-                        label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
+                        label_dropout=float(self.label_dropout), n_classes=self.n_classes_,
+                        time_dist=self.time_dist)
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
         loss = super()._train_step(z, y, step)

@@ -63,8 +63,25 @@ class LabelEmbedding(nn.Module):
         return self.emb(y)
 
 
+class FourierFeatures(nn.Module):
+    """``x -> [x, sin(x B), cos(x B)]`` with a fixed Gaussian ``B`` (D, F) of spread ``scale``
+    (random Fourier features, Tancik et al. 2020): they let an MLP switch sharply with ``x``,
+    which the thin modes of ``gaussians8`` / ``grid25`` need early in training. ``(B, D) -> (B, D + 2F)``.
+    """
+
+    def __init__(self, dim: int, features: int, scale: float):
+        super().__init__()
+        self.register_buffer("B", torch.randn(dim, features) * scale)  # saved with the weights
+        self.out_dim = dim + 2 * features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x @ self.B
+        return torch.cat([x, p.sin(), p.cos()], dim=1)
+
+
 class ConditionedMLP(nn.Module):
-    """An MLP on ``x`` concatenated with optional time features and an optional label embedding.
+    """An MLP on ``x`` (optionally with its random Fourier features) concatenated with optional
+    time features and an optional label embedding.
 
     ``forward(x, t=None, y=None)``; ``y=None`` (or entries equal to ``n_classes``) means
     unconditional, which is how classifier-free guidance gets its second prediction.
@@ -72,15 +89,17 @@ class ConditionedMLP(nn.Module):
 
     def __init__(self, dim: int, out_dim: int, hidden: int = 128, layers: int = 3, *, time_dim: int = 0,
                  n_classes: int = 0, label_dim: int = 16, time_scale: float = 1000.0,
-                 activation: type[nn.Module] = nn.SiLU, zero_last: bool = False):
+                 activation: type[nn.Module] = nn.SiLU, zero_last: bool = False,
+                 fourier_features: int = 0, fourier_scale: float = 5.0):
         super().__init__()
+        self.fourier = FourierFeatures(dim, fourier_features, fourier_scale) if fourier_features else None
         self.time = TimeEmbedding(time_dim, scale=time_scale) if time_dim else None
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
-        in_dim = dim + time_dim + (label_dim if n_classes else 0)
+        in_dim = (self.fourier.out_dim if self.fourier else dim) + time_dim + (label_dim if n_classes else 0)
         self.net = MLP(in_dim, out_dim, hidden, layers, activation, zero_last)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None):
-        parts = [x]
+        parts = [x if self.fourier is None else self.fourier(x)]
         if self.time is not None:
             if t is None:
                 raise ValueError("this network needs a time input")

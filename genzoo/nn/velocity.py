@@ -39,14 +39,16 @@ class VelocityNet(nn.Module):
     """
 
     def __init__(self, dim: int, n_classes: int = 0, *, hidden: int = 256, layers: int = 3, time_dim: int = 32,
-                 time_scale: float = 4.0, time_input: str = "logit", logit_max: float = 12.0):
+                 time_scale: float = 4.0, time_input: str = "logit", logit_max: float = 12.0,
+                 fourier_features: int = 0, fourier_scale: float = 5.0):
         super().__init__()
         if time_input not in ("logit", "t"):
             raise ValueError(f"time_input must be 'logit' or 't'; got {time_input!r}")
         self.time_input = time_input
         self.logit_max = float(logit_max)
         self.mlp = ConditionedMLP(dim, dim, hidden, layers, time_dim=time_dim, n_classes=n_classes,
-                                  time_scale=time_scale)
+                                  time_scale=time_scale, fourier_features=fourier_features,
+                                  fourier_scale=fourier_scale)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.expand(x.shape[0]) if t.dim() == 0 else t  # (B,)
