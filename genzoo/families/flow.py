@@ -19,6 +19,25 @@ the *marginal* ``log p(x) = logsumexp_k [log p(x | k) + log prior_k]`` with the 
 frequencies as prior (exact, one pass per class), and ``sample(n)`` without labels first draws
 the class from that prior, so sampling and scoring describe the same distribution.
 Imputation uses the base class's grid-Gibbs sampler on this exact (marginal) density.
+
+Defaults, and why (NLL minus true entropy on 10,000 points, seed 0; "HQ": share of samples
+within 3 std of a mode). The former defaults (hidden 128, 32 bins) overfit early (ring:
+held-out NLL best after 500-750 of 1500 steps, training NLL then below the true entropy) and
+the raw weights' held-out NLL jumps by 0.01-0.02 nats between checks, so the early-stopped
+model was a noisy pick: ring 0.035, gaussians8 0.058 (HQ 96.2%).
+
+- ``ema_decay=0.995``: the fit also keeps an exponential moving average of the weights; at
+  each check the raw and the averaged weights are scored and the better competes for "best
+  so far" (smooth held-out curve). Ring 0.035 -> 0.023 at the former size.
+- ``hidden=64, bins=16``: less capacity to overfit, half the training time; with averaging
+  ring 0.025, gaussians8 0.044 (HQ 96.9%), grid25 0.050 (HQ 96.4%), against 0.023, 0.057
+  (95.4%), 0.054 (95.5%) at the former size. The two mixtures still miss the foundation
+  targets (0.05 / 0.03, HQ 97%) -- they missed them before too. Seed 1, ring: 0.029 (the
+  former size with averaging: 0.033).
+
+Measured alternatives on ring, seed 0 (no averaging): ``fourier=4`` 0.061, ``n_layers=12``
+0.045, ``hidden=64`` 0.033, ``bins=16, blocks=1`` 0.031, ``bins=16, hidden=64`` 0.030, and with
+``lr=5e-4`` 0.029. Early stopping never cut training short (patience 6 checks of 250 steps).
 """
 
 from __future__ import annotations
@@ -82,11 +101,11 @@ class Flow(TorchGenerativeModel):
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary = "Coupling normalising flow (rational-quadratic spline or affine); exact likelihood and sampling"
 
-    def __init__(self, *, coupling: str = "spline", n_layers: int = 8, hidden: int = 128, blocks: int = 2,
-                 bins: int = 32, tail_bound: float = 3.0, data_init: bool = True, fourier: int = 0,
+    def __init__(self, *, coupling: str = "spline", n_layers: int = 8, hidden: int = 64, blocks: int = 2,
+                 bins: int = 16, tail_bound: float = 3.0, data_init: bool = True, fourier: int = 0,
                  label_dim: int = 16,
                  max_steps: int = 1500,
-                 batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.995,
                  validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 6, random_state=None, device: str = "auto",
                  verbose: int = 1):
@@ -103,6 +122,7 @@ class Flow(TorchGenerativeModel):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.ema_decay = ema_decay
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
@@ -133,14 +153,60 @@ class Flow(TorchGenerativeModel):
             self.module_.transform.initialize(z, self.module_.context(None, len(z)), n_blocks=2)
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=float(self.weight_decay))]
+        if not 0 <= float(self.ema_decay) < 1:
+            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
+        params = list(self.module_.parameters())
+        self._ema = [p.detach().clone() for p in params] if self.ema_decay else None
+        self._ema_best, self._ema_best_state = math.inf, None
+        return [torch.optim.AdamW(params, lr=self.lr, weight_decay=float(self.weight_decay))]
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return -self.module_.log_prob(z, y).mean()  # maximum likelihood, exactly
 
+    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
+        loss = super()._train_step(z, y, step)
+        if self._ema is not None:  # Polyak-style average of the weights, short warm-up
+            decay = min(float(self.ema_decay), (1 + step) / (10 + step))
+            with torch.no_grad():
+                for e, p in zip(self._ema, self.module_.parameters()):
+                    e.lerp_(p.detach(), 1 - decay)
+        return loss
+
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
-        """Held-out mean NLL (of p(x | y) when fitted with labels), in standardised units."""
-        return float(-self.module_.log_prob(z, y).mean())
+        """Held-out mean NLL (of p(x | y) when fitted with labels), in standardised units.
+
+        With ``ema_decay`` it is the better of the raw and the averaged weights' NLL, and the
+        best weights so scored (raw or averaged) are what the fit keeps.
+        """
+        raw_vl = float(-self.module_.log_prob(z, y).mean())
+        if self._ema is None:
+            return raw_vl
+        params = list(self.module_.parameters())
+        raw = [p.detach().clone() for p in params]
+        for p, e in zip(params, self._ema):
+            p.data.copy_(e)
+        ema_vl = float(-self.module_.log_prob(z, y).mean())
+        if ema_vl > raw_vl:  # the raw weights validate better: score and keep them
+            for p, r in zip(params, raw):
+                p.data.copy_(r)
+        vl = min(raw_vl, ema_vl)
+        if vl < self._ema_best - 1e-4 * (1 + abs(self._ema_best)) or not math.isfinite(self._ema_best):
+            self._ema_best = vl
+            self._ema_best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        for p, r in zip(params, raw):
+            p.data.copy_(r)
+        return vl
+
+    def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
+        try:
+            super()._fit_std(Z, y, seed)
+            if self._ema is not None and self._ema_best_state is not None and self.early_stopping:
+                self.module_.load_state_dict(self._ema_best_state)
+            elif self._ema is not None:  # no early stopping: the final averaged weights
+                for p, e in zip(self.module_.parameters(), self._ema):
+                    p.data.copy_(e)
+        finally:
+            self._ema = self._ema_best_state = None
 
     # ------------------------------------------------------------------ density and sampling
     def _log_prob_std(self, Z, **opts) -> np.ndarray:

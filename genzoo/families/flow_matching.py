@@ -14,14 +14,24 @@ Choices (measured on the 2-D benchmarks; numbers in the report):
   exact optimal transport (Hungarian algorithm; Tong et al. 2023's OT-CFM): paths cross
   less, the field is straighter and cheaper to integrate, the loss has less variance.
   ``'independent'`` is plain CFM. With labels the pairing is done within each class.
-- Network: an MLP (3 x 256, SiLU) on ``[x, sin/cos(t), label]``; samplers and the
-  likelihood use an exponential moving average of the weights.
-- Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``), NFE per
-  sample in ``last_nfe_``; classifier-free guidance ``v_null + g (v_y - v_null)`` with one
-  network trained with label dropout (``g = 1`` plain conditional).
+- Network: an MLP (4 x 128, SiLU) on ``[x, sin(x B), cos(x B), features of logit(t), label]``
+  with 64 random Fourier features of ``x`` (scale 5; Tancik et al. 2020); samplers and the
+  likelihood use an exponential moving average of the weights. Measured (10,000 points,
+  T=1, seed 0): without the Fourier features ``grid25`` had 26% of samples within 3 std of
+  a mode (gap 2.3 nats); with them, 3 x 256 for 6,000 steps 95.5% (gap 0.054); 4 x 128 for
+  8,000 steps at ``lr=4e-3`` (same time) 97.7% (gap 0.037); ``time_dist='end'``, Fourier
+  scale 3 and batch 512 were no better. ``early_stopping=False``: the validation loss is
+  dominated by the regression target's irreducible variance, and stopping at its noisy
+  minimum ended ``gaussians8`` after ~4,000 steps (HQ 92.9% vs 98.2% for all 8,000).
+- Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``) in log-time
+  (``genzoo.nn.velocity.log_time``: steps geometric in ``1 - t``, where the field contracts
+  onto thin modes; Heun 50 steps: ``grid25`` 95.8% in ``t``, 97.6% in log-time, same NFE),
+  NFE per sample in ``last_nfe_``; classifier-free guidance ``v_null + g (v_y - v_null)``
+  with one network trained with label dropout (``g = 1`` plain conditional).
 - Likelihood (``likelihood_kind='exact'``): the instantaneous change of variables
   (Chen et al. 2018) through the same ODE, exact divergence in low dimension (Hutchinson
-  beyond 10), fixed-step RK4 by default. It is the exact density of the continuous
+  beyond 10), fixed-step RK4 (64 steps, log-time) by default: 64 and 256 steps agree to
+  0.001 nats on ``grid25``, 16 steps are off by 0.01-0.03. It is the exact density of the continuous
   normalising flow the sampler integrates, up to solver error (an RK4-vs-dopri5 check is in
   the tests). On a model fitted with labels it is the unconditional (null-label) density.
 - Imputation: RePaint-style resampling on the ODE (Lugmayr et al. 2022, adapted to the
@@ -39,7 +49,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
-from genzoo.nn.velocity import VelocityModel, cfm_loss, guided_velocity, inpaint, velocity_net
+from genzoo.nn.velocity import VelocityModel, cfm_loss, guided_velocity, inpaint, log_time, velocity_net
 from genzoo.registry import register
 from genzoo.samplers.ode import METHODS, ProbabilityFlow, integrate, log_likelihood
 
@@ -59,14 +69,14 @@ class FlowMatching(TorchGenerativeModel):
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary = "flow matching (linear path, minibatch OT): ODE sampling, exact ODE likelihood, guidance"
 
-    def __init__(self, *, coupling: str = "ot", hidden: int = 256, layers: int = 3, time_dim: int = 32,
-                 time_scale: float = 100.0, fourier_features: int = 0, fourier_scale: float = 5.0,
+    def __init__(self, *, coupling: str = "ot", hidden: int = 128, layers: int = 4, time_dim: int = 32,
+                 time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
                  time_dist: str = "uniform", label_dropout: float = 0.1, guidance: float = 1.0,
                  ema_decay: float = 0.999, sampler: str = "heun", sample_steps: int = 50,
                  likelihood_method: str = "rk4", likelihood_steps: int = 64, rtol: float = 1e-5,
                  atol: float = 1e-5, impute_steps: int = 50, resample: int = 10,
-                 max_steps: int = 6000, batch_size: int = 256, lr: float = 2e-3,
-                 validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
+                 max_steps: int = 8000, batch_size: int = 256, lr: float = 4e-3,
+                 validation_fraction: float = 0.1, early_stopping: bool = False, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 1):
         self.coupling = coupling
         self.hidden = hidden
@@ -176,7 +186,7 @@ class FlowMatching(TorchGenerativeModel):
             yt = self._labels(y) if g != 0 else None
             flow = self.probability_flow(yt, g)
             x0 = torch.randn(n, int(self.n_features_in_), device=dev)
-            x1, nfe = integrate(flow.f, x0, 0.0, 1.0, method=sampler, steps=steps, rtol=float(self.rtol),
+            x1, nfe = integrate(log_time(flow.f), x0, 0.0, 1.0, method=sampler, steps=steps, rtol=float(self.rtol),
                                 atol=float(self.atol))
         self.last_nfe_ = nfe * (2 if (yt is not None and g != 1) else 1)
         return x1
@@ -189,7 +199,7 @@ class FlowMatching(TorchGenerativeModel):
             raise ValueError(f"unknown scoring option(s) {sorted(opts)}; valid: steps, method, batch")
         steps = int(self.likelihood_steps if steps is None else steps)
         method = method or self.likelihood_method
-        f = self.probability_flow(None).f
+        f = log_time(self.probability_flow(None).f)
         out, nfe = [], 0
         for a in range(0, len(Z), int(batch)):
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,

@@ -2,7 +2,7 @@
 
 One breath (denoising score matching at many noise levels, Vincent 2011; Song & Ermon 2019):
 
-    sigma ~ log-uniform[sigma_min, sigma_max],  x_sigma = x + sigma * eps
+    sigma ~ log-uniform[sigma_min, sigma_max] (mixed with a log-normal, ``focus``),  x_sigma = x + sigma * eps
     loss  = lambda(sigma) |D(x_sigma; sigma) - x|^2,   score s(x, sigma) = (D(x; sigma) - x) / sigma^2
 
 i.e. the network's score regresses the closed-form score of the Gaussian perturbation kernel,
@@ -11,6 +11,30 @@ N(0, sigma^2 I). The denoiser ``D`` uses the preconditioning of Karras et al. (2
 with unit data variance (the data are standardised): ``D = c_skip x + c_out F(c_in x, log sigma)``
 with the weighting that gives ``F`` a unit-variance target at every level -- the low-noise
 levels, where thin modes are resolved, train as well as the rest.
+
+Defaults, and why (PF-ODE NLL minus the true entropy on grid25, 10,000 points, seed 0; the
+dopri5 solve, sigma_min and the prior together cost 0.002 nats with the exact mixture
+denoiser, so the gap is the learned score's): the plain model missed by 0.16 nats, most of it
+from noise levels 0.1-2 (standardised units), where the score is smooth but the fixed Fourier
+features still wiggled it -- the ODE likelihood penalises wiggles of the score (its Jacobian)
+much more than the DSM loss does. Hence
+
+- ``fourier_damping``: each Fourier feature is multiplied by ``exp(-|b|^2 (c_in sigma)^2 / 2)``,
+  its own average under the noise at that level, so high frequencies fade as sigma grows
+  (0.16 -> 0.09);
+- ``focus=0.8``: that share of each batch draws sigma from EDM's log-normal (ln sigma ~
+  N(-1.2, 1.2^2)), the rest log-uniform on the whole range (0.09 -> 0.043; 0.5: 0.053, 1.0:
+  0.061);
+- ``max_steps=4000`` (0.043 -> 0.032) and ``lr=3e-3`` (0.032 -> 0.016), affordable since the
+  stable target is now one matmul instead of a (B, B, D) tensor (3000 steps: 30 s -> 21 s on
+  one thread);
+- ``rtol = atol = 1e-5`` for the likelihood solve (1e-4 missed the exact Gaussian answer by up
+  to 4e-3 nats per point; now 4e-4; about 1.3x the function evaluations).
+
+With these defaults (gap; seed 0 / seed 1): ring 0.006 / 0.016, gaussians8 0.012 / 0.010, grid25
+0.016 / 0.020 (before: 0.032, 0.073, 0.158 at seed 0); 98-99% of samples on the support; fit
+25-48 s on one shared thread. Not the cause: EMA (decay 0.995: same), a lower Fourier scale
+(2: same; 12: 0.48), a larger stable-target reference (2,560 rows: 0.13 at 2-3x the cost).
 
 One network in this "sigma space" (the variance-exploding parameterisation) serves both SDEs:
 the VE SDE perturbs ``x_t = x + sigma(t) eps`` directly, and the VP SDE's ``x_t = alpha_t x +
@@ -66,15 +90,17 @@ class ScoreNet(nn.Module):
     """EDM-preconditioned denoiser ``D(x; sigma, y)`` with an exponential moving average of its weights.
 
     ``F`` is an MLP on ``[c_in x, sin/cos(c_in x B)]`` (random Fourier features with a fixed
-    Gaussian ``B``, Tancik et al. 2020: thin many-moded densities need high frequencies),
+    Gaussian ``B``, Tancik et al. 2020: thin many-moded densities need high frequencies;
+    with ``fourier_damping`` each is scaled by its mean under the level's noise),
     the log noise level (sinusoidal features) and an optional label (index ``n_classes`` =
     the null label for guidance). The EMA weights are buffers, saved with the module.
     """
 
     def __init__(self, dim: int, n_classes: int, *, hidden: int, layers: int, fourier_features: int,
-                 fourier_scale: float, time_dim: int):
+                 fourier_scale: float, time_dim: int, fourier_damping: bool = True):
         super().__init__()
         self.n_classes = n_classes
+        self.fourier_damping = fourier_damping
         self.register_buffer("B", torch.randn(dim, fourier_features) * fourier_scale)  # (D, F)
         self.net = ConditionedMLP(dim + 2 * fourier_features, dim, hidden, layers, time_dim=time_dim,
                                   n_classes=n_classes, time_scale=4.0)
@@ -93,8 +119,11 @@ class ScoreNet(nn.Module):
         s = sigma[:, None]
         c_in, c_skip, c_out = (s * s + 1).rsqrt(), 1 / (s * s + 1), s * (s * s + 1).rsqrt()
         h = c_in * x  # (B, D)
-        p = h @ self.B
-        inp = (torch.cat([h, p.sin(), p.cos()], 1), sigma.log(), y)
+        p = h @ self.B  # (B, F)
+        feats = torch.cat([p.sin(), p.cos()], 1)
+        if self.fourier_damping:  # E[sin(b.(h + c_in sigma eps))] = sin(b.h) exp(-|b|^2 (c_in sigma)^2 / 2)
+            feats = feats * torch.exp(-0.5 * (c_in * s) ** 2 * (self.B * self.B).sum(0)).repeat(1, 2)
+        inp = (torch.cat([h, feats], 1), sigma.log(), y)
         if ema:
             params = {k: getattr(self, "ema_" + k.replace(".", "__")) for k in self._names}
             out = torch.func.functional_call(self.net, params, inp)
@@ -113,11 +142,12 @@ class ScoreModel(TorchGenerativeModel):
 
     def __init__(self, *, sde: str = "vp", sigma_min: float = 1e-3, sigma_max: float = 20.0,
                  hidden: int = 128, layers: int = 3, fourier_features: int = 64, fourier_scale: float = 4.0,
-                 time_dim: int = 32, stable_target: bool = True, label_dropout: float = 0.15, guidance: float = 1.0,
+                 time_dim: int = 32, fourier_damping: bool = True, focus: float = 0.8, stable_target: bool = True,
+                 label_dropout: float = 0.15, guidance: float = 1.0,
                  ema_decay: float = 0.999, sampler: str = "sde", sample_steps: int = 200,
                  ode_method: str = "heun", langevin_steps: int = 5, langevin_snr: float = 1.0,
-                 likelihood_method: str = "dopri5", rtol: float = 1e-4, atol: float = 1e-4,
-                 max_steps: int = 3000, batch_size: int = 512, lr: float = 2e-3,
+                 likelihood_method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
+                 max_steps: int = 4000, batch_size: int = 512, lr: float = 3e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 1):
         self.sde = sde
@@ -128,6 +158,8 @@ class ScoreModel(TorchGenerativeModel):
         self.fourier_features = fourier_features
         self.fourier_scale = fourier_scale
         self.time_dim = time_dim
+        self.fourier_damping = fourier_damping
+        self.focus = focus
         self.stable_target = stable_target
         self.label_dropout = label_dropout
         self.guidance = guidance
@@ -163,9 +195,11 @@ class ScoreModel(TorchGenerativeModel):
                 raise ValueError(f"{name} must be one of {', '.join(METHODS)}; got {getattr(self, name)!r}")
         if not 0 <= float(self.label_dropout) < 1:
             raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
+        if not 0 <= float(self.focus) <= 1:
+            raise ValueError(f"focus must be in [0, 1]; got {self.focus}")
         return ScoreNet(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
-                        time_dim=int(self.time_dim))
+                        time_dim=int(self.time_dim), fourier_damping=bool(self.fourier_damping))
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
@@ -187,7 +221,14 @@ class ScoreModel(TorchGenerativeModel):
         """
         if u is None:  # stratified noise levels: one per 1/B of the range, shuffled (lower variance)
             u = (torch.randperm(len(z), device=z.device) + torch.rand(len(z), device=z.device)) / len(z)
-        sigma = self._sigmas(u)  # (B,)
+            sigma = self._sigmas(u)  # (B,)
+            if self.focus:  # a share of the rows from EDM's log-normal, where the modes form
+                n = int(round(float(self.focus) * len(z)))
+                v = (torch.arange(n, device=z.device) + torch.rand(n, device=z.device)) / n
+                ln = -1.2 + 1.2 * math.sqrt(2) * torch.erfinv(2 * v - 1)
+                sigma[:n] = ln.exp().clamp(float(self.sigma_min), float(self.sigma_max))
+        else:
+            sigma = self._sigmas(u)  # (B,)
         s = sigma[:, None]
         x_noisy = z + s * torch.randn_like(z)
         stable = bool(self.stable_target) if stable is None else stable
@@ -201,7 +242,11 @@ class ScoreModel(TorchGenerativeModel):
     def _stable_target(self, x_noisy: torch.Tensor, sigma: torch.Tensor, ref: torch.Tensor,
                        y: torch.Tensor | None, y_in: torch.Tensor | None) -> torch.Tensor:
         """``sum_j w_ij ref_j`` with ``w_ij`` proportional to N(x_noisy_i; ref_j, sigma_i^2 I), same class only."""
-        logw = -((x_noisy[:, None, :] - ref[None]) ** 2).sum(-1) / (2 * sigma[:, None] ** 2)  # (B, B)
+        # -|x_i - r_j|^2 / (2 sigma_i^2) up to a per-row constant, by one matmul (about 2x faster than
+        # the (B, B, D) difference tensor); in float64, since at sigma ~ 1e-3 the logits are ~1e6
+        r64 = ref.double()
+        logw = (x_noisy.double() @ r64.T - 0.5 * (r64 * r64).sum(1)) / sigma.double()[:, None] ** 2  # (B, B)
+        logw = (logw - logw.max(1, keepdim=True).values).to(ref.dtype)
         if y is not None:  # a labelled row's reference is its own class (a label-dropped row: all rows)
             keep = (y[:, None] == y[None]) | (y_in == self.n_classes_)[:, None]
             logw = logw.masked_fill(~keep, -math.inf)

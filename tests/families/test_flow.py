@@ -131,7 +131,7 @@ def test_bad_hyperparameters_raise():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dname, gap_max", [("gaussians8", 0.05), ("grid25", 0.03)])
+@pytest.mark.parametrize("dname, gap_max", [("ring", 0.03), ("gaussians8", 0.05), ("grid25", 0.03)])
 def test_default_quality(dname, gap_max):
     """The defaults on 10,000 points: NLL within the issue's target of the entropy, every mode found."""
     ds = gz.datasets.get(dname)
@@ -139,6 +139,8 @@ def test_default_quality(dname, gap_max):
     model = gz.make("flow", random_state=0, verbose=0).fit(X)
     H = -ds.log_prob(ds.sample(100_000, random_state=11)).mean()
     assert -model.score(ds.sample(10_000, random_state=7)) - H < gap_max
+    if dname == "ring":
+        return
     S = model.sample(2500, random_state=1)
     modes = ds.modes()
     d = np.sqrt(((S[:, None] - np.asarray(modes["centers"])[None]) ** 2).sum(-1))
