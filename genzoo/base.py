@@ -199,6 +199,8 @@ class GenerativeModel(BaseEstimator):
         if "impute" not in self.capabilities:
             raise UnsupportedError(f"{self.family} cannot impute missing values")
         X = check_array(X, "X", allow_nan=True, dim=self.n_features_in_)
+        if not _forwards_options(self._impute_std):  # the grid-Gibbs default checks its own
+            _check_options(self._impute_std, opts, "impute", ("Z", "miss", "seed"))
         out = X.copy()
         miss = np.isnan(X)
         rows_all = np.flatnonzero(miss.all(1))
@@ -573,6 +575,12 @@ def load(path) -> GenerativeModel:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _forwards_options(hook) -> bool:
+    import inspect
+
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(hook).parameters.values())
+
+
 def _check_options(hook, opts: dict, what: str, positional: tuple[str, ...]) -> None:
     """Reject keyword options that the family's hook does not name (no silent typos)."""
     if not opts:

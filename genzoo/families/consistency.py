@@ -324,10 +324,8 @@ class Consistency(TorchGenerativeModel):
         net = lambda xx, t, yy: self.module_(xx, t, yy, ema=True)  # noqa: E731
         return self._consistency_fn(net, x, s, y)
 
-    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None, **opts) -> torch.Tensor:
+    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None) -> torch.Tensor:
         """Noise -> data in ``steps`` network evaluations (re-noising in between); ``last_nfe_`` = steps."""
-        if opts:
-            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; valid: steps")
         steps = int(self.sample_steps if steps is None else steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1; got {steps}")
@@ -352,11 +350,8 @@ class Consistency(TorchGenerativeModel):
         return x * torch.as_tensor(a, dtype=x.dtype, device=x.device) + torch.as_tensor(b, dtype=x.dtype,
                                                                                         device=x.device)
 
-    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
-                    **opts) -> torch.Tensor:
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None) -> torch.Tensor:
         """Multistep consistency sampling with the observed coordinates pasted in (Song et al. 2023, Alg. 4)."""
-        if opts:
-            raise ValueError(f"unknown impute option(s) {sorted(opts)}; valid: steps")
         if self.alpha_ is None:
             raise UnsupportedError("imputation needs the teacher's forward marginal (perturb)")
         steps = int(self.impute_steps if steps is None else steps)

@@ -304,9 +304,7 @@ class EBM(TorchGenerativeModel):
         else:
             self.chains_ = self.chain_steps_ = None
 
-    def _log_prob_std(self, Z, **opts):
-        if opts:
-            raise ValueError(f"unknown scoring option(s) {sorted(opts)}; ebm takes none")
+    def _log_prob_std(self, Z):
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), 65536):
@@ -315,9 +313,7 @@ class EBM(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ sampling
     def _sample_std(self, n, y, seed, sampler: str | None = None, steps: int | None = None,
-                    init: str | None = None, **opts):
-        if opts:
-            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; valid: sampler, steps, init")
+                    init: str | None = None):
         if y is not None:
             raise UnsupportedError("ebm is unconditional")
         sampler = sampler or self.sampler

@@ -209,7 +209,7 @@ class Flow(TorchGenerativeModel):
             self._ema = self._ema_best_state = None
 
     # ------------------------------------------------------------------ density and sampling
-    def _log_prob_std(self, Z, **opts) -> np.ndarray:
+    def _log_prob_std(self, Z) -> np.ndarray:
         """Exact log-density in standardised space; the marginal over classes when fitted with labels."""
         net = self.module_
         out = []
@@ -224,9 +224,7 @@ class Flow(TorchGenerativeModel):
                 out.append(torch.logsumexp(torch.stack(per_class, 1), 1).cpu())
         return torch.cat(out).numpy()
 
-    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, **opts) -> torch.Tensor:
-        if opts:
-            raise ValueError(f"flow.sample takes no options; got {sorted(opts)}")
+    def _sample_std(self, n: int, y: np.ndarray | None, seed: int) -> torch.Tensor:
         dev = torch.device(self.device_)
         if y is None and self.n_classes_:  # marginal: the class from its training frequency first
             y = np.random.default_rng(seed).choice(self.n_classes_, size=n, p=self.class_prior_)

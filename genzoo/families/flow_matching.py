@@ -165,17 +165,14 @@ class FlowMatching(TorchGenerativeModel):
         return ProbabilityFlow(guided_velocity(net, y, g, self.n_classes_), t_noise=0.0, t_data=1.0)
 
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None,
-                    sampler: str | None = None, guidance: float | None = None, method: str | None = None,
-                    **opts) -> torch.Tensor:
+                    sampler: str | None = None, guidance: float | None = None,
+                    method: str | None = None) -> torch.Tensor:
         """Integrate from N(0, I) with ``sampler`` (alias ``method``) over ``steps``; NFE in ``last_nfe_``.
 
         ``y=None`` on a model fitted with labels draws each row's class from the training
         frequencies first; ``guidance=0`` samples the unconditional (null-label) field.
         Adaptive samplers (``'dopri5'``) use ``rtol``/``atol`` and ignore ``steps``.
         """
-        if opts:
-            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; "
-                             "valid: steps, sampler, method, guidance")
         sampler = sampler or method or self.sampler
         steps = int(self.sample_steps if steps is None else steps)
         g = float(self.guidance if guidance is None else guidance)
@@ -193,10 +190,8 @@ class FlowMatching(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ likelihood
     def _log_prob_std(self, Z: np.ndarray, steps: int | None = None, method: str | None = None,
-                      batch: int = 8192, **opts) -> np.ndarray:
+                      batch: int = 8192) -> np.ndarray:
         """Exact log p(z) through the ODE: integrate [z, log det] from data (t = 1) back to noise."""
-        if opts:
-            raise ValueError(f"unknown scoring option(s) {sorted(opts)}; valid: steps, method, batch")
         steps = int(self.likelihood_steps if steps is None else steps)
         method = method or self.likelihood_method
         f = log_time(self.probability_flow(None).f)
@@ -210,10 +205,8 @@ class FlowMatching(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
-                    resample: int | None = None, **opts) -> torch.Tensor:
+                    resample: int | None = None) -> torch.Tensor:
         """RePaint on the linear path: paste in the observed coordinates' path marginal, resample each step."""
-        if opts:
-            raise ValueError(f"unknown impute option(s) {sorted(opts)}; valid: steps, resample")
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         dev = torch.device(self.device_)

@@ -370,7 +370,7 @@ class GAN(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, starts: int | None = None,
-                    steps: int | None = None, tol: float | None = None, **opts) -> torch.Tensor:
+                    steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Fill missing coordinates by latent search: find u with G(u) matching the observed ones.
 
         For each row, ``starts`` random latents u ~ N(0, I) (labels stratified over the classes
@@ -387,8 +387,6 @@ class GAN(TorchGenerativeModel):
         starts, so the share of draws per mode follows the size of each mode's basin of
         attraction in latent space, which only roughly tracks p(mode | observed).
         """
-        if opts:
-            raise ValueError(f"impute: unknown option(s) {sorted(opts)}; valid options: starts, steps, tol")
         R = int(self.impute_starts if starts is None else starts)
         T = int(self.impute_steps if steps is None else steps)
         tol = float(self.impute_tol if tol is None else tol)

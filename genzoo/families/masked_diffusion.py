@@ -196,7 +196,7 @@ class MaskedDiffusion(TorchGenerativeModel):
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         return float(-self._bound(z, y).mean())
 
-    def _log_prob_std(self, Z, **opts):
+    def _log_prob_std(self, Z):
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), 8192):
@@ -232,9 +232,7 @@ class MaskedDiffusion(TorchGenerativeModel):
         self.last_nfe_ = nfe
         return tokens
 
-    def _sample_std(self, n, y, seed, steps: int | None = None, guidance: float | None = None, **opts):
-        if opts:
-            raise TypeError(f"unknown sampling option(s) {sorted(opts)}; use steps=, guidance=")
+    def _sample_std(self, n, y, seed, steps: int | None = None, guidance: float | None = None):
         dev = torch.device(self.device_)
         steps = self.steps if steps is None else steps
         guidance = float(self.guidance if guidance is None else guidance)
@@ -243,7 +241,7 @@ class MaskedDiffusion(TorchGenerativeModel):
             tokens = self._unmask(tokens, self._labels(y), steps, guidance)
             return self.detokenize(tokens)
 
-    def _impute_std(self, Z, miss, seed, steps: int | None = None, **opts):
+    def _impute_std(self, Z, miss, seed, steps: int | None = None):
         """Observed coordinates become unmasked tokens; only the missing ones are unmasked by the model."""
         dev = torch.device(self.device_)
         with torch.no_grad(), torch_seed(seed, dev):

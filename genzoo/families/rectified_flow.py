@@ -246,12 +246,10 @@ class RectifiedFlow(TorchGenerativeModel):
         return ProbabilityFlow(self._field(y, g), t_noise=0.0, t_data=1.0)
 
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None,
-                    sampler: str | None = None, guidance: float | None = None, method: str | None = None,
-                    **opts) -> torch.Tensor:
-        """Integrate from N(0, I) with ``sampler`` (alias ``method``, default Euler) over ``steps`` (default 2)."""
-        if opts:
-            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; "
-                             "valid: steps, sampler, method, guidance")
+                    sampler: str | None = None, guidance: float | None = None,
+                    method: str | None = None) -> torch.Tensor:
+        """Integrate from N(0, I) with ``sampler`` (alias ``method``, default Euler) over ``steps``
+        (default ``sample_steps``)."""
         sampler = sampler or method or self.sampler
         steps = int(self.sample_steps if steps is None else steps)
         g = float(self.guidance if guidance is None else guidance)
@@ -268,10 +266,8 @@ class RectifiedFlow(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ likelihood
     def _log_prob_std(self, Z: np.ndarray, steps: int | None = None, method: str | None = None,
-                      batch: int = 8192, **opts) -> np.ndarray:
+                      batch: int = 8192) -> np.ndarray:
         """Exact log p(z) through the final field's ODE (RK4 in log-time), data (t = 1) back to noise."""
-        if opts:
-            raise ValueError(f"unknown scoring option(s) {sorted(opts)}; valid: steps, method, batch")
         steps = int(self.likelihood_steps if steps is None else steps)
         method = method or self.likelihood_method
         f = log_time(self._field(None, 1.0))
@@ -285,10 +281,8 @@ class RectifiedFlow(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
-                    resample: int | None = None, **opts) -> torch.Tensor:
+                    resample: int | None = None) -> torch.Tensor:
         """RePaint on the linear path, with the final field (see ``genzoo.nn.velocity.inpaint``)."""
-        if opts:
-            raise ValueError(f"unknown impute option(s) {sorted(opts)}; valid: steps, resample")
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         dev = torch.device(self.device_)

@@ -318,9 +318,7 @@ class ScoreModel(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ sampling
     def _sample_std(self, n, y, seed, sampler: str | None = None, steps: int | None = None,
-                    guidance: float | None = None, method: str | None = None, sde: str | None = None, **opts):
-        if opts:
-            raise ValueError(f"unknown sampling option(s) {sorted(opts)}; valid: sampler, steps, guidance, method, sde")
+                    guidance: float | None = None, method: str | None = None, sde: str | None = None):
         sampler = self.sampler if sampler is None else sampler
         steps = int(self.sample_steps if steps is None else steps)
         if steps < 1:
@@ -364,10 +362,8 @@ class ScoreModel(TorchGenerativeModel):
         return f
 
     # ------------------------------------------------------------------ likelihood
-    def _log_prob_std(self, Z, method: str | None = None, steps: int = 64, batch: int = 10000, **opts):
+    def _log_prob_std(self, Z, method: str | None = None, steps: int = 64, batch: int = 10000):
         """log p(z) by the instantaneous change of variables along the PF-ODE (adaptive dopri5 by default)."""
-        if opts:
-            raise ValueError(f"unknown scoring option(s) {sorted(opts)}; valid: method, steps, batch")
         s, _ = self.score_fn(None, 0.0)
         f = self._ode_field(s)
         var = 1 + float(self.sigma_max) ** 2
@@ -386,10 +382,8 @@ class ScoreModel(TorchGenerativeModel):
         return torch.cat(out)
 
     # ------------------------------------------------------------------ imputation
-    def _impute_std(self, Z, miss, seed, steps: int | None = None, **opts):
+    def _impute_std(self, Z, miss, seed, steps: int | None = None):
         """Reverse VE-style SDE with the observed coordinates re-perturbed to the current level each step."""
-        if opts:
-            raise ValueError(f"unknown impute option(s) {sorted(opts)}; valid: steps")
         steps = int(self.sample_steps if steps is None else steps)
         dev = torch.device(self.device_)
         known = self._tensor(np.where(miss, 0.0, Z))

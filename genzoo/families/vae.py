@@ -234,7 +234,7 @@ class VAE(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, proposals: int | None = None,
-                    steps: int | None = None, **opts) -> torch.Tensor:
+                    steps: int | None = None) -> torch.Tensor:
         """Draw missing coordinates from the model's p(x_miss | x_obs), approximately.
 
         1. Sampling-importance-resampling (as in Mattei & Frellsen 2019, MIWAE): ``proposals``
@@ -250,8 +250,6 @@ class VAE(TorchGenerativeModel):
         distribution invariant but keeps the label drawn in step 1, so the mix between classes
         comes from step 1 alone.
         """
-        if opts:
-            raise ValueError(f"impute: unknown option(s) {sorted(opts)}; valid options: proposals, steps")
         K = int(self.impute_proposals if proposals is None else proposals)
         T = int(self.impute_steps if steps is None else steps)
         if K < 1 or T < 0:
