@@ -121,6 +121,113 @@ def gaussianising_spline(v: torch.Tensor, bins: int, bound: float, *, min_width:
 _SOFTPLUS_ONE = math.log(math.expm1(1.0 - 1e-3))
 
 
+# ----------------------------------------------------------------------------- the mixture CDF
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _ndtri_log(lp: torch.Tensor) -> torch.Tensor:
+    """``Phi^-1(exp(lp))`` for ``lp <= log 0.5``, accurate far into the tail (float64).
+
+    Where ``exp(lp)`` is representable it is ``ndtri``; below that (more than ~37 std out)
+    Newton's method on ``log Phi(z) = lp`` from the asymptote ``-sqrt(-2 lp)``. Each branch
+    sees only inputs valid for it, so no NaN leaks into the gradient of the other.
+    """
+    cut = -700.0
+    near = torch.special.ndtri(torch.exp(lp.clamp_min(cut)))
+    if not bool((lp < cut).any()):
+        return near
+    far_lp = lp.clamp_max(cut)
+    z = -torch.sqrt(-2 * far_lp)
+    for _ in range(6):  # d log Phi / dz = phi(z) / Phi(z)
+        lz = torch.special.log_ndtr(z)
+        z = z - (lz - far_lp) * torch.exp(lz + 0.5 * z * z + 0.5 * _LOG_2PI)
+    return torch.where(lp >= cut, near, z)
+
+
+def mixture_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor, *,
+                inverse: bool = False, background: float = 1e-3,
+                min_log_scale: float = -8.0, max_log_scale: float = math.log(2.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elementwise ``y = Phi^-1(F(x))``, ``F`` the CDF of a 1-D Gaussian mixture; with its inverse.
+
+    The Gaussianisation layer of Meng et al., "Gaussianization Flows" (AISTATS 2020), used as
+    a coupling transform in the way Flow++ (Ho et al., ICML 2019) uses a logistic-mixture CDF:
+    if ``x`` follows the mixture, ``y`` is exactly N(0, 1), so a few components describe a
+    coordinate with several thin modes in a handful of numbers per mode (a spline needs
+    several bins per mode). ``x``: (...,); ``logits``, ``means``, ``log_scales``: (..., K).
+    A fixed background component N(0, 2^2) of weight ``background`` keeps the map's tails
+    tame (far from every learned component it is a shifted identity, not a cliff) at a cost
+    of at most ``background`` nats. Computed in float64 in log space (``log_ndtr``).
+    Returns ``(y, log|dy/dx|)`` forward; with ``inverse=True`` it finds ``x`` by bisection
+    (the map is strictly increasing) and returns ``(x, log|dy/dx| at x)``.
+    """
+    dt = x.dtype
+    x = x.double()
+    lw = torch.log_softmax(logits.double(), -1) + math.log1p(-background)
+    ls = log_scales.double().clamp(min_log_scale, max_log_scale)
+    bg = torch.ones_like(lw[..., :1])
+    lw = torch.cat([lw, bg * math.log(background)], -1)  # (..., K + 1)
+    mu = torch.cat([means.double(), bg * 0.0], -1)
+    ls = torch.cat([ls, bg * math.log(2.0)], -1)
+    inv_s = torch.exp(-ls)
+
+    def log_cdfs(z):  # log F, log(1 - F) from the standardised distances z: (..., K + 1)
+        return (torch.logsumexp(lw + torch.special.log_ndtr(z), -1),
+                torch.logsumexp(lw + torch.special.log_ndtr(-z), -1))
+
+    def forward(v):
+        z = (v[..., None] - mu) * inv_s
+        lf, lg = log_cdfs(z)
+        q = _ndtri_log(torch.minimum(lf, lg))  # Phi^-1 of the smaller tail, then the sign
+        y = torch.where(lf < lg, q, -q)
+        log_pdf = torch.logsumexp(lw - 0.5 * z * z - ls, -1) - 0.5 * _LOG_2PI
+        return y, log_pdf + 0.5 * y * y + 0.5 * _LOG_2PI  # log f(x) - log phi(y)
+
+    if not inverse:
+        y, logdet = forward(x)
+        return y.to(dt), logdet.to(dt)
+    with torch.no_grad():  # F(lo) < Phi(y) < F(hi): every component has std <= 2
+        y = x
+        reach = 2 * (y.abs() + 10) + mu.abs().amax(-1)
+        lo, hi = -reach, reach.clone()
+        lpy, lqy = torch.special.log_ndtr(y), torch.special.log_ndtr(-y)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            lf, lg = log_cdfs((mid[..., None] - mu) * inv_s)
+            below = torch.where(y < 0, lf < lpy, lg > lqy)  # F(mid) < Phi(y)
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        xs = 0.5 * (lo + hi)
+    _, logdet = forward(xs)
+    return xs.to(dt), logdet.to(dt)
+
+
+def mixture_init(v: torch.Tensor, components: int, seed: int = 0, max_rows: int = 4000) -> torch.Tensor:
+    """Unconstrained parameters ``(3 * components,)`` of the mixture CDF fitted to samples ``v``.
+
+    A 1-D Gaussian mixture by EM (scikit-learn) on at most ``max_rows`` of them, so that the
+    layer starts as the marginal Gaussianisation of ``v`` (cf. :func:`gaussianising_spline`).
+    """
+    from sklearn.mixture import GaussianMixture
+
+    a = v.detach().double().cpu().numpy().reshape(-1, 1)
+    if len(a) > max_rows:
+        a = a[np.random.default_rng(seed).choice(len(a), max_rows, replace=False)]
+    gm = GaussianMixture(components, covariance_type="diag", reg_covar=1e-6, max_iter=200,
+                         random_state=seed).fit(a)
+    w = torch.as_tensor(gm.weights_).clamp_min(1e-6)
+    return torch.cat([w.log(), torch.as_tensor(gm.means_[:, 0]),
+                      0.5 * torch.as_tensor(gm.covariances_[:, 0]).log()]).float()
+
+
+def mixture_identity(components: int) -> torch.Tensor:
+    """Parameters of a mixture that is close to N(0, 1) (so the layer starts near the identity),
+    its components at distinct standard-normal quantiles so that they can specialise."""
+    q = (torch.arange(components, dtype=torch.float64) + 0.5) / components
+    mu = math.sqrt(2) * torch.erfinv(2 * q - 1)
+    s = math.sqrt(max(1 - float(mu.var(unbiased=False)), 0.05))
+    return torch.cat([torch.zeros(components), mu, torch.full((components,), math.log(s))]).float()
+
+
 # ----------------------------------------------------------------------------- conditioner
 
 
@@ -262,6 +369,33 @@ class SplineCoupling(_Coupling):
         last.bias.copy_(torch.stack(params).reshape(-1).to(last.bias))
 
 
+class MixtureCDFCoupling(_Coupling):
+    """Coupling whose elementwise transform is a Gaussian-mixture CDF followed by ``Phi^-1``.
+
+    ``components`` Gaussians per transformed coordinate, their weights, means and scales from
+    the conditioner (see :func:`mixture_cdf`). Starts near the identity; ``initialize`` makes
+    it the marginal Gaussianisation of the data that reaches it.
+    """
+
+    def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 64,
+                 blocks: int = 1, context_dim: int = 0, components: int = 16, fourier: int = 0):
+        super().__init__(dim, cond_idx, trans_idx, 3 * components, hidden, blocks, context_dim, fourier)
+        self.components = components
+        with torch.no_grad():
+            self.net.out[1].bias.copy_(mixture_identity(components).repeat(len(trans_idx)))
+
+    def _transform(self, v, p, inverse):
+        K = self.components
+        return mixture_cdf(v, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, context: torch.Tensor | None = None) -> None:
+        """Start as each transformed coordinate's marginal Gaussianisation (a 1-D mixture fit)."""
+        params = [mixture_init(x[:, j], self.components) for j in self.trans_idx.tolist()]
+        last = self.net.out[1]
+        last.bias.copy_(torch.stack(params).reshape(-1).to(last.bias))
+
+
 # ----------------------------------------------------------------------------- elementwise and chains
 
 
@@ -317,5 +451,5 @@ class InvertibleSequence(nn.Module):
 
 
 __all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
-           "SplineCoupling", "ActNorm",
+           "SplineCoupling", "MixtureCDFCoupling", "mixture_cdf", "ActNorm",
            "InvertibleSequence"]
