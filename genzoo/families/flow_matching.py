@@ -71,8 +71,7 @@ class FlowMatching(TorchGenerativeModel):
 
     def __init__(self, *, coupling: str = "ot", hidden: int = 128, layers: int = 4, time_dim: int = 32,
                  time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
-                 fourier_damping: bool = False, time_dist: str = "uniform", label_dropout: float = 0.1,
-                 guidance: float = 1.0,
+                 time_dist: str = "uniform", label_dropout: float = 0.1, guidance: float = 1.0,
                  ema_decay: float = 0.999, sampler: str = "heun", sample_steps: int = 50,
                  likelihood_method: str = "rk4", likelihood_steps: int = 64, rtol: float = 1e-5,
                  atol: float = 1e-5, impute_steps: int = 50, resample: int = 10,
@@ -86,7 +85,6 @@ class FlowMatching(TorchGenerativeModel):
         self.time_scale = time_scale
         self.fourier_features = fourier_features
         self.fourier_scale = fourier_scale
-        self.fourier_damping = fourier_damping
         self.time_dist = time_dist
         self.label_dropout = label_dropout
         self.guidance = guidance
@@ -123,8 +121,7 @@ class FlowMatching(TorchGenerativeModel):
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale),
-                                          fourier_damping=bool(self.fourier_damping)))
+                                          fourier_scale=float(self.fourier_scale)))
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]

@@ -74,8 +74,7 @@ class RectifiedFlow(TorchGenerativeModel):
     def __init__(self, *, n_reflow: int = 1, coupling: str = "ot", reflow_steps: int = 3000,
                  reflow_pairs: int = 20000, pair_sampler: str = "rk4", pair_steps: int = 16,
                  hidden: int = 128, layers: int = 4, time_dim: int = 32, time_scale: float = 4.0,
-                 fourier_features: int = 64, fourier_scale: float = 5.0, fourier_damping: bool = False,
-                 label_dropout: float = 0.1,
+                 fourier_features: int = 64, fourier_scale: float = 5.0, label_dropout: float = 0.1,
                  guidance: float = 1.0, ema_decay: float = 0.999,
                  sampler: str = "euler", sample_steps: int = 8, likelihood_method: str = "rk4",
                  likelihood_steps: int = 64, rtol: float = 1e-5, atol: float = 1e-5, impute_steps: int = 50,
@@ -94,7 +93,6 @@ class RectifiedFlow(TorchGenerativeModel):
         self.time_scale = time_scale
         self.fourier_features = fourier_features
         self.fourier_scale = fourier_scale
-        self.fourier_damping = fourier_damping
         self.label_dropout = label_dropout
         self.guidance = guidance
         self.ema_decay = ema_decay
@@ -134,8 +132,7 @@ class RectifiedFlow(TorchGenerativeModel):
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale),
-                                          fourier_damping=bool(self.fourier_damping)))
+                                          fourier_scale=float(self.fourier_scale)))
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]

@@ -74,24 +74,17 @@ class FourierFeatures(nn.Module):
         self.register_buffer("B", torch.randn(dim, features) * scale)  # saved with the weights
         self.out_dim = dim + 2 * features
 
-    def forward(self, x: torch.Tensor, noise_std: torch.Tensor | None = None) -> torch.Tensor:
-        """``noise_std`` (B,): damp each feature by its mean under ``x + noise_std * N(0, I)``,
-        ``exp(-|b|^2 noise_std^2 / 2)``, so high frequencies fade where the input is mostly noise."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = x @ self.B
-        feats = torch.cat([p.sin(), p.cos()], dim=1)
-        if noise_std is not None:
-            damp = torch.exp(-0.5 * noise_std[:, None] ** 2 * (self.B * self.B).sum(0))  # (B, F)
-            feats = feats * damp.repeat(1, 2)
-        return torch.cat([x, feats], dim=1)
+        return torch.cat([x, p.sin(), p.cos()], dim=1)
 
 
 class ConditionedMLP(nn.Module):
     """An MLP on ``x`` (optionally with its random Fourier features) concatenated with optional
     time features and an optional label embedding.
 
-    ``forward(x, t=None, y=None, noise_std=None)``; ``y=None`` (or entries equal to ``n_classes``)
-    means unconditional, which is how classifier-free guidance gets its second prediction;
-    ``noise_std`` damps the Fourier features (see ``FourierFeatures``).
+    ``forward(x, t=None, y=None)``; ``y=None`` (or entries equal to ``n_classes``) means
+    unconditional, which is how classifier-free guidance gets its second prediction.
     """
 
     def __init__(self, dim: int, out_dim: int, hidden: int = 128, layers: int = 3, *, time_dim: int = 0,
@@ -105,9 +98,8 @@ class ConditionedMLP(nn.Module):
         in_dim = (self.fourier.out_dim if self.fourier else dim) + time_dim + (label_dim if n_classes else 0)
         self.net = MLP(in_dim, out_dim, hidden, layers, activation, zero_last)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                noise_std: torch.Tensor | None = None):
-        parts = [x if self.fourier is None else self.fourier(x, noise_std)]
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None):
+        parts = [x if self.fourier is None else self.fourier(x)]
         if self.time is not None:
             if t is None:
                 raise ValueError("this network needs a time input")

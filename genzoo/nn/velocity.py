@@ -36,18 +36,12 @@ class VelocityNet(nn.Module):
     ratio of the linear path) instead of ``t``: the field changes on the scale of ``1 - t``
     near the data, so in ``t`` the last few percent of the interval hold most of the
     structure, while in logit time it is spread evenly (as diffusion models use log-SNR).
-
-    ``fourier_damping``: each Fourier feature of ``x_t`` is scaled by its mean under the path's
-    noise, ``exp(-|b|^2 (1 - t)^2 / 2)`` (``x_t = t x1 + (1 - t) x0``), so high frequencies act
-    only near the data, where thin modes need them, and the field stays smooth at mid ``t``
-    (an ODE likelihood pays for wiggles of the field's Jacobian; the score family does the same).
     """
 
     def __init__(self, dim: int, n_classes: int = 0, *, hidden: int = 256, layers: int = 3, time_dim: int = 32,
                  time_scale: float = 4.0, time_input: str = "logit", logit_max: float = 12.0,
-                 fourier_features: int = 0, fourier_scale: float = 5.0, fourier_damping: bool = False):
+                 fourier_features: int = 0, fourier_scale: float = 5.0):
         super().__init__()
-        self.fourier_damping = bool(fourier_damping)
         if time_input not in ("logit", "t"):
             raise ValueError(f"time_input must be 'logit' or 't'; got {time_input!r}")
         self.time_input = time_input
@@ -58,10 +52,9 @@ class VelocityNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.expand(x.shape[0]) if t.dim() == 0 else t  # (B,)
-        noise_std = (1 - t).clamp_min(0) if self.fourier_damping else None
         if self.time_input == "logit":
             t = (torch.log(t) - torch.log1p(-t)).clamp(-self.logit_max, self.logit_max)
-        return self.mlp(x, t, y, noise_std)
+        return self.mlp(x, t, y)
 
 
 def velocity_net(dim: int, n_classes: int = 0, **kw) -> nn.Module:
