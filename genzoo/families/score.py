@@ -65,7 +65,11 @@ Conditioning: classifier-free guidance (Ho & Salimans 2021) with one network tra
 ``label_dropout``: ``s = s_null + g (s_y - s_null)``, ``guidance=g`` (1 = plain conditional, the
 convention of the other genzoo families). Imputation: the reverse SDE with the observed
 coordinates replaced at every step by their own forward-perturbed values (Song et al. 2021,
-App. I.2) -- approximate conditioning, like RePaint without resampling.
+App. I.2), with RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is
+repeated ``resample`` times, jumping back to the step's noise level in between, so that the
+missing coordinates can settle into agreement with the observed ones (replacement alone lets
+them commit to a mode before the observed coordinates have told them which).
+Still approximate; NFE = ``impute_steps * resample``.
 """
 
 from __future__ import annotations
@@ -147,7 +151,8 @@ class ScoreModel(TorchGenerativeModel):
                  ema_decay: float = 0.999, sampler: str = "sde", sample_steps: int = 200,
                  ode_method: str = "heun", langevin_steps: int = 5, langevin_snr: float = 1.0,
                  likelihood_method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-                 max_steps: int = 4000, batch_size: int = 512, lr: float = 3e-3,
+                 impute_steps: int = 100, resample: int = 10, max_steps: int = 4000, batch_size: int = 512,
+                 lr: float = 3e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 1):
         self.sde = sde
@@ -172,6 +177,8 @@ class ScoreModel(TorchGenerativeModel):
         self.likelihood_method = likelihood_method
         self.rtol = rtol
         self.atol = atol
+        self.impute_steps = impute_steps
+        self.resample = resample
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -382,9 +389,13 @@ class ScoreModel(TorchGenerativeModel):
         return torch.cat(out)
 
     # ------------------------------------------------------------------ imputation
-    def _impute_std(self, Z, miss, seed, steps: int | None = None):
-        """Reverse VE-style SDE with the observed coordinates re-perturbed to the current level each step."""
-        steps = int(self.sample_steps if steps is None else steps)
+    def _impute_std(self, Z, miss, seed, steps: int | None = None, resample: int | None = None):
+        """RePaint on the VE reverse SDE: observed coordinates re-perturbed to the current level,
+        each step repeated ``resample`` times with an exact forward jump back in between."""
+        steps = int(self.impute_steps if steps is None else steps)
+        resample = int(self.resample if resample is None else resample)
+        if steps < 1 or resample < 1:
+            raise ValueError(f"steps and resample must be >= 1; got {steps}, {resample}")
         dev = torch.device(self.device_)
         known = self._tensor(np.where(miss, 0.0, Z))
         m = torch.as_tensor(miss, device=dev)
@@ -393,11 +404,14 @@ class ScoreModel(TorchGenerativeModel):
         with torch_seed(seed, dev):
             x = math.sqrt(1 + self.sigma_max**2) * torch.randn(known.shape, device=dev)
             for i in range(steps):
-                x = torch.where(m, x, known + sig[i] * torch.randn_like(x))
                 var_step = sig[i] ** 2 - sig[i + 1] ** 2  # VE reverse step: g^2 dt = sigma_i^2 - sigma_{i+1}^2
-                x = x + var_step * s(x, sig[i])
-                if i < steps - 1:
-                    x = x + math.sqrt(var_step) * torch.randn_like(x)
+                for u in range(resample):
+                    x = torch.where(m, x, known + sig[i] * torch.randn_like(x))
+                    x = x + var_step * s(x, sig[i])
+                    if i < steps - 1:
+                        x = x + math.sqrt(var_step) * torch.randn_like(x)
+                    if u < resample - 1:  # back to level sigma_i: the VE forward kernel adds var_step
+                        x = x + math.sqrt(var_step) * torch.randn_like(x)
             x = torch.where(m, x, known)
-        self.last_nfe_ = steps
+        self.last_nfe_ = steps * resample
         return x

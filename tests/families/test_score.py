@@ -121,8 +121,6 @@ def test_guided_samples_land_on_the_asked_class(fitted):
     assert m.last_nfe_ == 200  # guided: conditional and unconditional pass per step
 
 
-@pytest.mark.xfail(reason="known: score inpainting misses the conditional at test budget; open in issue 6",
-                   strict=False)
 def test_impute_keeps_observed_and_fills_near_the_conditional(fitted):
     m, centers = fitted
     X = np.column_stack([np.full(300, 2.0), np.full(300, np.nan)])  # x = 2: the blob at (2, 0)
