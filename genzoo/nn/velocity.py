@@ -52,7 +52,8 @@ class VelocityNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.expand(x.shape[0]) if t.dim() == 0 else t  # (B,)
-        if self.time_input == "logit":
+        if self.time_input == "logit":  # adaptive solvers may probe stages just past t = 1: clamp first
+            t = t.clamp(0.0, 1.0)
             t = (torch.log(t) - torch.log1p(-t)).clamp(-self.logit_max, self.logit_max)
         return self.mlp(x, t, y)
 

@@ -110,8 +110,6 @@ def ring_model():
     return gz.make("flow_matching", **small_params("flow_matching", max_steps=600, batch_size=256)).fit(X)
 
 
-@pytest.mark.xfail(reason="known: at this short test budget the flow-matching ring model misses the quality bar; "
-                          "open in issue 6", strict=False)
 def test_samples_land_on_the_ring_and_nfe_is_reported(ring_model):
     m = ring_model
     for sampler, steps, nfe in [("euler", 8, 8), ("heun", 8, 16), ("rk4", 4, 16)]:
