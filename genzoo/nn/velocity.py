@@ -177,15 +177,35 @@ def log_time(f: VelocityFn, eps: float = 1e-3) -> VelocityFn:
     return g
 
 
+def ancestral_step(f: VelocityFn, x: torch.Tensor, t: float, s: float) -> torch.Tensor:
+    """One stochastic step ``t -> s`` (``s > t``) of the linear path, one evaluation of ``f``.
+
+    On ``x_t = t x1 + (1 - t) x0``, ``x_t / t`` is a variance-exploding process around ``x1``
+    with ``sigma_t = (1 - t) / t``; the step draws ``x_s`` from its Gaussian posterior
+    ``q(x_s | x_t, x1)`` with ``x1`` replaced by the field's estimate ``x_t + (1 - t) v``
+    (DDPM's ancestral step, Ho et al. 2020, written for this path). With ``r = (sigma_s /
+    sigma_t)^2``: ``x_s = s (1 - r) x1_hat + (s r / t) x_t + (1 - s) sqrt(1 - r) eps``; finite
+    at ``t = 0`` and exact (``x_s = x1_hat``) at ``s = 1``.
+    """
+    v = f(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+    x1_hat = x + (1 - t) * v
+    r = ((1 - s) * t / ((1 - t) * s)) ** 2
+    keep = (1 - s) ** 2 * t / ((1 - t) ** 2 * s)  # s r / t without the 0 / 0 at t = 0
+    return s * (1 - r) * x1_hat + keep * x + (1 - s) * math.sqrt(max(1 - r, 0.0)) * torch.randn_like(x)
+
+
 @torch.no_grad()
-def inpaint(f: VelocityFn, known: torch.Tensor, mask: torch.Tensor, *, steps: int = 50, resample: int = 10,
-            method: str = "heun") -> tuple[torch.Tensor, int]:
+def inpaint(f: VelocityFn, known: torch.Tensor, mask: torch.Tensor, *, steps: int = 50,
+            resample: int = 10) -> tuple[torch.Tensor, int]:
     """Fill the entries of ``known`` where ``mask`` is False by RePaint on the linear path.
 
-    RePaint (Lugmayr et al. 2022) adapted to ``x_t = (1 - t) x0 + t x1``: before each ODE
-    step ``t -> s`` the observed coordinates are replaced by a fresh draw of their path
-    marginal ``t x_obs + (1 - t) eps``; the step is repeated ``resample`` times, going back
-    from ``s`` to ``t`` in between by the exact marginal-preserving jump
+    RePaint (Lugmayr et al. 2022) adapted to ``x_t = (1 - t) x0 + t x1``: before each step
+    ``t -> s`` the observed coordinates are replaced by a fresh draw of their path marginal
+    ``t x_obs + (1 - t) eps``; the step is the stochastic :func:`ancestral_step` (a
+    deterministic ODE step would not do: replacing the observed coordinates with fresh noise
+    breaks the ODE's coupling, and on a ring the draws came out biased inwards, |y| 0.74 for
+    0.99); it is repeated ``resample`` times, going back from ``s`` to ``t`` in between by
+    the exact marginal-preserving jump
     ``x_t = (t / s) x_s + sqrt((1 - t)^2 - (t / s)^2 (1 - s)^2) eps``, which lets the
     missing coordinates settle into agreement with the observed ones. Returns the filled
     array (observed entries exactly as given) and the NFE per row.
@@ -197,8 +217,8 @@ def inpaint(f: VelocityFn, known: torch.Tensor, mask: torch.Tensor, *, steps: in
         t, s = ts[k], ts[k + 1]
         for u in range(int(resample)):
             x = torch.where(mask, t * known + (1 - t) * torch.randn_like(known), x)
-            x, n = integrate(f, x, t, s, method=method, steps=1)
-            nfe += n
+            x = ancestral_step(f, x, t, s)
+            nfe += 1
             if u < int(resample) - 1:
                 sd = max((1 - t) ** 2 - (t / s) ** 2 * (1 - s) ** 2, 0.0) ** 0.5
                 x = (t / s) * x + sd * torch.randn_like(x)
@@ -259,5 +279,5 @@ class VelocityModel(nn.Module):
         return self.net(x, t, y)
 
 
-__all__ = ["velocity_net", "linear_path", "ot_pairing", "cfm_loss", "guided_velocity", "inpaint",
+__all__ = ["velocity_net", "linear_path", "ot_pairing", "cfm_loss", "guided_velocity", "ancestral_step", "inpaint",
            "path_energy", "log_time", "VelocityModel", "VelocityNet"]
