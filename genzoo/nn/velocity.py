@@ -81,16 +81,18 @@ def ot_pairing(x0: torch.Tensor, x1: torch.Tensor, y: torch.Tensor | None = None
     within each class, so that given ``y`` it is still an i.i.d. Gaussian draw (otherwise
     conditional sampling from N(0, I) would start from the wrong distribution).
     """
-    cost_all = torch.cdist(x1.detach().float(), x0.detach().float()).square().cpu().double().numpy()
-    n = len(cost_all)
+    a1 = x1.detach().cpu().double().numpy()
+    a0 = x0.detach().cpu().double().numpy()
+    n = len(a1)
     perm = np.arange(n)
     step = n if not chunk else int(chunk)
     yn = None if y is None else y.cpu().numpy()
     for a in range(0, n, step):
         block = np.arange(a, min(a + step, n))
         groups = [block] if yn is None else [block[yn[block] == k] for k in np.unique(yn[block])]
-        for rows in groups:
-            _, cols = linear_sum_assignment(cost_all[np.ix_(rows, rows)])  # data rows[i] <- noise rows[cols[i]]
+        for rows in groups:  # squared distances within the block only: linear in the batch size
+            cost = ((a1[rows, None, :] - a0[None, rows, :]) ** 2).sum(-1)
+            _, cols = linear_sum_assignment(cost)  # data rows[i] <- noise rows[cols[i]]
             perm[rows] = rows[cols]
     return x0[torch.as_tensor(perm, device=x0.device)]
 
