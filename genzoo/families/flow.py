@@ -12,7 +12,7 @@ part (and from a label embedding when fitted with labels), so the Jacobian is tr
   scales come from the conditioner): the Gaussianisation layer of Meng et al., "Gaussianization
   Flows" (AISTATS 2020), in the coupling form of Flow++'s logistic-mixture CDF coupling (Ho et
   al., ICML 2019). A coordinate with several thin modes takes three numbers per mode; the
-  inverse (sampling) is found by bisection, to machine precision.
+  inverse (sampling) is solved by bisection and Newton steps, to machine precision.
 - ``coupling="spline"``: monotonic rational-quadratic splines, Durkan, Bekasov, Murray
   & Papamakarios, "Neural Spline Flows" (NeurIPS 2019); identity outside ``[-tail_bound,
   tail_bound]`` of the standardised space, so tails stay Gaussian and the density integrates to 1.

@@ -158,8 +158,10 @@ def mixture_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_
     A fixed background component N(0, 2^2) of weight ``background`` keeps the map's tails
     tame (far from every learned component it is a shifted identity, not a cliff) at a cost
     of at most ``background`` nats. Computed in float64 in log space (``log_ndtr``).
-    Returns ``(y, log|dy/dx|)`` forward; with ``inverse=True`` it finds ``x`` by bisection
-    (the map is strictly increasing) and returns ``(x, log|dy/dx| at x)``.
+    Returns ``(y, log|dy/dx|)`` forward; with ``inverse=True`` it solves for ``x`` (the map is
+    strictly increasing): bisection between the smallest and the largest component quantile
+    ``mu_k + s_k y`` (which bracket the mixture's quantile), then Newton steps on the log of the
+    smaller tail, and returns ``(x, log|dy/dx| at x)``.
     """
     dt = x.dtype
     x = x.double()
@@ -186,17 +188,34 @@ def mixture_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_
     if not inverse:
         y, logdet = forward(x)
         return y.to(dt), logdet.to(dt)
-    with torch.no_grad():  # F(lo) < Phi(y) < F(hi): every component has std <= 2
+    with torch.no_grad():
+        # F is a weighted mean of the component CDFs, so its Phi(y)-quantile lies between the
+        # components' own quantiles mu_k + s_k y: the smallest and largest bracket it (tightly)
         y = x
-        reach = 2 * (y.abs() + 10) + mu.abs().amax(-1)
-        lo, hi = -reach, reach.clone()
-        lpy, lqy = torch.special.log_ndtr(y), torch.special.log_ndtr(-y)
-        for _ in range(80):
+        q = mu + torch.exp(ls) * y[..., None]  # (..., K + 1)
+        lo, hi = q.amin(-1), q.amax(-1)
+        neg = y < 0
+        sign = torch.where(neg, 1.0, -1.0).to(y)[..., None]  # compare the tail that is small
+        target = torch.special.log_ndtr(-y.abs())  # log Phi(y) for y < 0, log(1 - Phi(y)) otherwise
+
+        def gap(v, slope=False):  # log tail(v) - target (increasing in v for y < 0, else decreasing)
+            z = (v[..., None] - mu) * inv_s
+            tail = torch.logsumexp(lw + torch.special.log_ndtr(sign * z), -1)
+            if not slope:
+                return tail - target
+            log_pdf = torch.logsumexp(lw - 0.5 * z * z - ls, -1) - 0.5 * _LOG_2PI
+            return tail - target, sign[..., 0] * torch.exp(log_pdf - tail)
+
+        for _ in range(12):  # bisection narrows the bracket 4096-fold ...
             mid = 0.5 * (lo + hi)
-            lf, lg = log_cdfs((mid[..., None] - mu) * inv_s)
-            below = torch.where(y < 0, lf < lpy, lg > lqy)  # F(mid) < Phi(y)
+            g = gap(mid)
+            below = torch.where(neg, g < 0, g > 0)  # F(mid) < Phi(y)
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         xs = 0.5 * (lo + hi)
+        for _ in range(5):  # ... then Newton on the log tail converges quadratically, kept inside it
+            g, slope = gap(xs, slope=True)
+            step = xs - g / slope
+            xs = torch.where(torch.isfinite(step), step, xs).clamp(lo, hi)
     _, logdet = forward(xs)
     return xs.to(dt), logdet.to(dt)
 
