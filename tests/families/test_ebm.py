@@ -94,7 +94,7 @@ def test_dsm_objective_is_minimised_by_the_blurred_data_energy():
 @pytest.fixture(scope="module")
 def fitted_ring():
     X = gz.datasets.get("ring").sample(2000, random_state=0)
-    return X, gz.make("ebm", max_steps=300, random_state=0, verbose=0).fit(X)
+    return X, gz.make("ebm", max_steps=500, random_state=0, verbose=0).fit(X)
 
 
 def test_fitted_density_integrates_to_one_and_log_z_is_converged(fitted_ring):
