@@ -51,13 +51,21 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
-from genzoo.nn.velocity import VelocityModel, cfm_loss, guided_velocity, inpaint, log_time, path_energy, velocity_net
+from genzoo.nn.velocity import (
+    LinearPathImputation,
+    VelocityModel,
+    cfm_loss,
+    guided_velocity,
+    log_time,
+    path_energy,
+    velocity_net,
+)
 from genzoo.registry import register
 from genzoo.samplers.ode import METHODS, ProbabilityFlow, integrate, log_likelihood
 
 
 @register("rectified_flow")
-class RectifiedFlow(TorchGenerativeModel):
+class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     """Rectified flow with reflow; few-step Euler sampling, straightness history, exact ODE likelihood.
 
     >>> import genzoo as gz
@@ -283,32 +291,9 @@ class RectifiedFlow(TorchGenerativeModel):
         return torch.cat(out).cpu().numpy()
 
     # ------------------------------------------------------------------ imputation
-    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
-                    resample: int | None = None, method: str | None = None):
-        """Draws from p(missing | observed): grid Gibbs on the exact ODE density, or RePaint.
-
-        ``method`` (default ``impute_method``): ``'grid'``: the base class's grid inverse-CDF
-        on this model's own ODE density, exact for the model up to the grid (one 1-D grid per
-        distinct observed part; affordable in a few dimensions); ``'repaint'``: RePaint on the
-        linear path (``genzoo.nn.velocity.inpaint``), which assumes the path marginal
-        ``t x + (1 - t) eps`` of independent noise -- exact in the limit for
-        ``coupling='independent'``, but biased after minibatch-OT pairing or a reflow, whose
-        noise is correlated with the data (ring, x = 0 observed: |y| 0.74 instead of 0.99);
-        ``'auto'``: grid up to 3 dimensions, RePaint beyond.
-        """
-        method = method or self.impute_method
-        if method not in ("auto", "grid", "repaint"):
-            raise ValueError(f"impute_method must be 'auto', 'grid' or 'repaint'; got {method!r}")
-        if method == "grid" or (method == "auto" and int(self.n_features_in_) <= 3):
-            return super()._impute_std(Z, miss, seed)
-        steps = int(self.impute_steps if steps is None else steps)
-        resample = int(self.resample if resample is None else resample)
-        dev = torch.device(self.device_)
-        with torch_seed(seed, dev):
-            out, nfe = inpaint(self._field(None, 1.0), self._tensor(np.where(miss, 0.0, Z)),
-                               torch.as_tensor(~miss, device=dev), steps=steps, resample=resample)
-        self.last_nfe_ = nfe
-        return out
+    def _unconditional_field(self):
+        """The field RePaint integrates (imputation: ``LinearPathImputation``)."""
+        return self._field(None, 1.0)
 
     # ------------------------------------------------------------------ state
     def _get_meta(self) -> dict:
