@@ -45,6 +45,7 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn.mlp import ConditionedMLP
+from genzoo.nn.targets import batch_posterior_mean
 from genzoo.registry import register
 from genzoo.samplers.ancestral import guided, log_snr_grid, sample_loop
 from genzoo.samplers.ode import log_likelihood
@@ -106,7 +107,8 @@ class Diffusion(TorchGenerativeModel):
                  parameterization: str = "v", hidden: int = 128, layers: int = 4,
                  fourier_features: int = 64, fourier_scale: float = 5.0, time_dim: int = 64,
                  time_scale: float = 5.0, label_dim: int = 16, label_dropout: float = 0.15,
-                 ema_decay: float = 0.999, sample_steps: int = 250, sampler: str = "ancestral",
+                 ema_decay: float = 0.999, stable_target: bool = True, sample_steps: int = 250,
+                 sampler: str = "ancestral",
                  guidance: float = 1.0, impute_steps: int = 100, resample: int = 10,
                  likelihood_steps: int = 32, likelihood_method: str = "rk4",
                  max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
@@ -125,6 +127,7 @@ class Diffusion(TorchGenerativeModel):
         self.label_dim = label_dim
         self.label_dropout = label_dropout
         self.ema_decay = ema_decay
+        self.stable_target = stable_target
         self.sample_steps = sample_steps
         self.sampler = sampler
         self.guidance = guidance
@@ -190,7 +193,12 @@ class Diffusion(TorchGenerativeModel):
         a, s = (c[:, None] for c in alpha_sigma_from_log_snr(lam))
         eps = torch.randn_like(z)
         x_t = a * z + s * eps  # (B, D)
-        out = self.module_(x_t, lam, self._drop_labels(y), ema=ema)
+        y_in = self._drop_labels(y)
+        out = self.module_(x_t, lam, y_in, ema=ema)
+        if self.stable_target:  # E[x0 | x_t] over the batch, and the noise it implies
+            z_hat = batch_posterior_mean(x_t, a[:, 0], s[:, 0], z, y, None if y is None else y_in == self.n_classes_)
+            eps = (eps.double() + a.double() * (z.double() - z_hat) / s.double()).to(z.dtype)  # (x_t - a z_hat) / s
+            z = z_hat.to(z.dtype)
         return (out - self._target(z, eps, a, s)).pow(2).mean()
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:

@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from genzoo.nn.mlp import ConditionedMLP
+from genzoo.nn.targets import batch_posterior_mean
 from genzoo.samplers.ode import VelocityFn, integrate
 
 
@@ -113,30 +114,58 @@ def sample_time(n: int, kind: str = "uniform", device=None) -> torch.Tensor:
     return torch.where(torch.rand(n, device=device) < 0.5, u, end)
 
 
+def stable_velocity_target(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor,
+                           y: torch.Tensor | None = None, free: torch.Tensor | None = None) -> torch.Tensor:
+    """The marginal velocity at ``x_t`` estimated over the whole batch (a stable target field).
+
+    For independent noise the marginal field is ``(E[x1 | x_t] - x_t) / (1 - t)`` (Lipman et
+    al. 2023); ``E[x1 | x_t]`` is estimated with the batch's data rows as the reference,
+    weights ``N(x_t; t x1_j, (1 - t)^2 I)`` (Xu et al. 2023's stable target field, the same
+    estimate the ``score`` family uses in its sigma space). It replaces the single-pair target
+    ``x1 - x0``, whose variance at mid ``t`` is of the order of the data's spread, by a
+    batch average with almost none; at ``t -> 1`` the weights collapse on the row's own pair
+    and the two agree. With labels ``y`` the reference is the row's own class, except for the
+    rows marked in ``free`` (label dropped: they learn the unconditional field). Returned as
+    ``(x1 - x0) + (E[x1 | x_t] - x1) / (1 - t)``, which stays finite as ``t -> 1``.
+    """
+    xt = linear_path(x0, x1, t)[0]
+    one_m = (1 - t.double()).clamp_min(1e-6)[:, None]
+    x1_hat = batch_posterior_mean(xt, t, (1 - t).clamp_min(1e-6), x1, y, free)
+    r = x1.double()
+    return ((r - x0.double()) + (x1_hat - r) / one_m).to(x1.dtype)
+
+
 def cfm_loss(net: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None, *,
              x0: torch.Tensor | None = None, coupling: str = "ot", label_dropout: float = 0.0,
              n_classes: int = 0, t: torch.Tensor | None = None, ot_chunk: int | None = 64,
-             time_dist: str = "uniform") -> torch.Tensor:
-    """Conditional flow matching: ``mean |v(x_t, t, y) - (x1 - x0)|^2`` on the linear path.
+             time_dist: str = "uniform", stable_target: bool = False) -> torch.Tensor:
+    """Conditional flow matching: ``mean |v(x_t, t, y) - u|^2`` on the linear path.
 
     ``x0``: the source points paired with ``x1`` (default: fresh N(0, I) noise, coupled to
     ``x1`` by ``coupling`` = 'ot' or 'independent'; a reflow passes its own fixed pairs
-    with ``coupling='independent'``). ``label_dropout``: share of labels replaced by the
-    null class ``n_classes`` so one network also learns the unconditional field.
+    with ``coupling='independent'``). ``u`` is the pair's velocity ``x1 - x0`` or, with
+    ``stable_target`` (independent noise only), :func:`stable_velocity_target`.
+    ``label_dropout``: share of labels replaced by the null class ``n_classes`` so one
+    network also learns the unconditional field.
     """
     B = x1.shape[0]
+    if coupling not in ("ot", "independent"):
+        raise ValueError(f"coupling must be 'ot' or 'independent'; got {coupling!r}")
+    if stable_target and (coupling != "independent" or x0 is not None):
+        raise ValueError("stable_target needs fresh independent noise (coupling='independent')")
     if x0 is None:
         x0 = torch.randn_like(x1)
     if coupling == "ot":
         x0 = ot_pairing(x0, x1, y, chunk=ot_chunk)
-    elif coupling != "independent":
-        raise ValueError(f"coupling must be 'ot' or 'independent'; got {coupling!r}")
     if t is None:
         t = sample_time(B, time_dist, x1.device)
     xt, ut = linear_path(x0, x1, t)  # (B, D), (B, D)
+    y_in = y
     if y is not None and label_dropout > 0:
-        y = torch.where(torch.rand(B, device=y.device) < label_dropout, torch.full_like(y, n_classes), y)
-    return ((net(xt, t, y) - ut) ** 2).sum(1).mean()
+        y_in = torch.where(torch.rand(B, device=y.device) < label_dropout, torch.full_like(y, n_classes), y)
+    if stable_target:
+        ut = stable_velocity_target(x0, x1, t, y, None if y is None else y_in == n_classes)
+    return ((net(xt, t, y_in) - ut) ** 2).sum(1).mean()
 
 
 def guided_velocity(net: nn.Module, y: torch.Tensor | None = None, guidance: float = 1.0,
@@ -321,5 +350,6 @@ class VelocityModel(nn.Module):
         return self.net(x, t, y)
 
 
-__all__ = ["LinearPathImputation", "velocity_net", "linear_path", "ot_pairing", "cfm_loss", "guided_velocity",
+__all__ = ["LinearPathImputation", "velocity_net", "linear_path", "ot_pairing", "cfm_loss", "stable_velocity_target",
+           "guided_velocity",
            "ancestral_step", "inpaint", "path_energy", "log_time", "VelocityModel", "VelocityNet"]

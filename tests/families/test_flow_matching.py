@@ -9,7 +9,14 @@ import pytest
 import torch
 
 import genzoo as gz
-from genzoo.nn.velocity import cfm_loss, guided_velocity, linear_path, ot_pairing, path_energy
+from genzoo.nn.velocity import (
+    cfm_loss,
+    guided_velocity,
+    linear_path,
+    ot_pairing,
+    path_energy,
+    stable_velocity_target,
+)
 from tests.conftest import small_params
 
 
@@ -50,6 +57,44 @@ def test_the_exact_marginal_velocity_minimises_the_cfm_loss():
     for bad in (lambda x, t, y=None: v(x, t) * 1.05, lambda x, t, y=None: v(x, t) + 0.05,
                 _gaussian_marginal_velocity(m, 0.33)):
         assert float(cfm_loss(bad, x1, x0=x0, t=t, coupling="independent")) > best + 1e-4
+
+
+def test_stable_target_approaches_the_exact_marginal_velocity():
+    """The batch-averaged target estimates E[x1 - x0 | x_t]: close to the closed-form marginal
+    field of a Gaussian, far closer than the single pair's velocity, and equal to it at t -> 1."""
+    g = torch.Generator().manual_seed(3)
+    m, s = torch.tensor([1.5, -0.5]), 0.3
+    x1 = m + s * torch.randn(4000, 2, generator=g)
+    x0 = torch.randn(4000, 2, generator=g)
+    t = torch.rand(4000, generator=g) * 0.9 + 0.05
+    exact = _gaussian_marginal_velocity(m, s)(linear_path(x0, x1, t)[0], t)
+    stable = stable_velocity_target(x0, x1, t)
+    pair = x1 - x0
+    err_stable = float((stable - exact).norm(dim=1).mean())
+    err_pair = float((pair - exact).norm(dim=1).mean())
+    assert err_stable < 0.05 and err_pair > 10 * err_stable
+    near_one = torch.full((4000,), 1 - 1e-5)
+    torch.testing.assert_close(stable_velocity_target(x0, x1, near_one), pair, atol=1e-3, rtol=1e-3)
+
+
+def test_stable_target_with_labels_averages_within_the_class_unless_dropped():
+    x1 = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    x0 = torch.tensor([[0.3, -0.2], [0.0, 0.4], [-1.0, 0.2], [0.5, 0.5]])
+    y = torch.tensor([0, 0, 1, 1])
+    t = torch.full((4,), 0.3)
+    xt = linear_path(x0, x1, t)[0]
+
+    def expected(i, ref):  # (E[x1 | x_t] over the reference rows - x_t) / (1 - t), by hand
+        w = torch.softmax(-((xt[i] - 0.3 * x1[ref]) ** 2).sum(1) / (2 * 0.7 ** 2), 0)
+        return (w @ x1[ref] - xt[i]) / 0.7
+
+    u = stable_velocity_target(x0, x1, t, y)
+    for i in range(4):
+        torch.testing.assert_close(u[i], expected(i, y == y[i]))
+    free = torch.tensor([True, False, False, False])  # row 0's label was dropped: all rows
+    u_free = stable_velocity_target(x0, x1, t, y, free)
+    torch.testing.assert_close(u_free[0], expected(0, torch.ones(4, dtype=torch.bool)))
+    torch.testing.assert_close(u_free[1:], u[1:])
 
 
 def test_ot_pairing_is_a_permutation_that_lowers_the_transport_cost():
@@ -184,6 +229,13 @@ def test_bad_options():
     X = gz.datasets.get("ring").sample(300, random_state=0)
     with pytest.raises(ValueError, match="coupling"):
         gz.make("flow_matching", coupling="sinkhorn", **small_params("flow_matching", max_steps=5)).fit(X)
+    with pytest.raises(ValueError, match="stable_target=True needs coupling='independent'"):
+        gz.make("flow_matching", coupling="ot", stable_target=True, **small_params("flow_matching", max_steps=5)).fit(X)
+    with pytest.raises(ValueError, match="stable_target must be"):
+        gz.make("flow_matching", stable_target="maybe", **small_params("flow_matching", max_steps=5)).fit(X)
+    with pytest.raises(ValueError, match="fresh independent noise"):
+        cfm_loss(lambda x, t, y=None: x, torch.zeros(4, 2), x0=torch.zeros(4, 2), coupling="independent",
+                 stable_target=True)
     m = gz.make("flow_matching", **small_params("flow_matching", max_steps=5)).fit(X)
     with pytest.raises(ValueError, match="unknown sampling option"):
         m.sample(5, temperature=2)
