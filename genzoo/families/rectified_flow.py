@@ -102,7 +102,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary = "rectified flow (flow matching + reflow): straight paths, one-to-few-step Euler sampling"
 
-    def __init__(self, *, n_reflow: int = 1, coupling: str = "ot", reflow_steps: int = 3000,
+    def __init__(self, *, n_reflow: int = 1, coupling: str = "ot", stable_target="auto", reflow_steps: int = 3000,
                  reflow_batch_size: int = 512, reflow_pairs: int = 20000, pair_sampler: str = "rk4",
                  pair_steps: int = 16,
                  hidden: int = 128, layers: int = 4, time_dim: int = 32, time_scale: float = 4.0,
@@ -116,6 +116,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
                  random_state=None, device: str = "auto", verbose: int = 1):
         self.n_reflow = n_reflow
         self.coupling = coupling
+        self.stable_target = stable_target
         self.reflow_steps = reflow_steps
         self.reflow_batch_size = reflow_batch_size
         self.reflow_pairs = reflow_pairs
@@ -155,6 +156,10 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
             return copy.deepcopy(self.module_)
         if self.coupling not in ("ot", "independent"):
             raise ValueError(f"coupling must be 'ot' or 'independent'; got {self.coupling!r}")
+        if self.stable_target not in ("auto", True, False):
+            raise ValueError(f"stable_target must be 'auto', True or False; got {self.stable_target!r}")
+        if self.stable_target is True and self.coupling != "independent":
+            raise ValueError("stable_target=True needs coupling='independent' (it averages over independent noise)")
         if isinstance(self.n_reflow, bool) or int(self.n_reflow) != self.n_reflow or int(self.n_reflow) < 0:
             raise ValueError(f"n_reflow must be a non-negative integer; got {self.n_reflow!r}")
         if int(self.reflow_batch_size) < 1:
@@ -182,8 +187,9 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
             x0, x1 = z.chunk(2, dim=1)
             return cfm_loss(net, x1, y, x0=x0, coupling="independent", t=t,
                             label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
+        stable = self.coupling == "independent" if self.stable_target == "auto" else bool(self.stable_target)
         return cfm_loss(net, z, y, coupling=self.coupling, t=t, label_dropout=float(self.label_dropout),
-                        n_classes=self.n_classes_)
+                        n_classes=self.n_classes_, stable_target=stable)
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
         loss = super()._train_step(z, y, step)
