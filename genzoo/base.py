@@ -111,6 +111,9 @@ class GenerativeModel(BaseEstimator):
 
     family: ClassVar[str] = "base"
     likelihood_kind: ClassVar[str] = "none"
+    # a ``sample(sampler=...)`` value that draws exactly from the model's normalised density,
+    # where the default sampler only approximates it (the report shows both)
+    exact_sampler: ClassVar[str | None] = None
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
     #: a short sentence the CLI and report show
     summary: ClassVar[str] = ""

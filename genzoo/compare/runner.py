@@ -183,7 +183,8 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
 
 
 def _save_figure_arrays(model, data: Data, run_dir: str, seed: int, grid_n: int) -> None:
-    """Arrays the report draws: the log-density on a grid and, for iterative samplers, a path."""
+    """Arrays the report draws: the log-density on a grid, exact draws from it where the family
+    has such a sampler beside its default one, and, for iterative samplers, a path."""
     if data.X_train.shape[1] != 2:
         return
     if "log_prob" in model.capabilities:
@@ -194,6 +195,13 @@ def _save_figure_arrays(model, data: Data, run_dir: str, seed: int, grid_n: int)
             lp = model.score_samples(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(grid_n, grid_n)
             np.save(os.path.join(run_dir, "logdensity.npy"), lp.astype(np.float32))
         except Exception:  # a heat map is a nicety; its absence is shown in the report
+            pass
+    exact = getattr(model, "exact_sampler", None)
+    if exact:  # e.g. the EBM: Langevin chains flatter it (they rarely cross between wells)
+        try:
+            S = np.asarray(model.sample(2000, random_state=seed + 3, sampler=exact), dtype=np.float32)
+            np.save(os.path.join(run_dir, "exact_samples.npy"), S)
+        except Exception:
             pass
     path_fn = getattr(model, "sample_path", None)
     if callable(path_fn):

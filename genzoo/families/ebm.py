@@ -108,6 +108,7 @@ class EBM(TorchGenerativeModel):
     """Energy-based model trained by persistent contrastive divergence (or DSM), sampled by MALA."""
 
     likelihood_kind: ClassVar[str] = "exact"  # quadrature-normalised in <= 2-D; 'estimate' (AIS) beyond
+    exact_sampler: ClassVar[str | None] = "grid"  # <= 2-D: inverse CDF on the quadrature grid
     _capabilities = frozenset({"sample", "log_prob", "impute"})
     summary = "energy-based model, contrastive divergence with persistent Langevin chains"
 

@@ -70,6 +70,11 @@ def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[t
         fig, ax = plt.subplots(figsize=(3.2, 3.2))
         _scatter(ax, data, S, box, f"{fam}: samples (red) over data (grey)")
         figs.append(("samples", _png(fig)))
+        exact = _load(out, rec, "exact_samples.npy")
+        if exact is not None:
+            fig, ax = plt.subplots(figsize=(3.2, 3.2))
+            _scatter(ax, data, exact, box, f"{fam}: exact draws from its normalised density")
+            figs.append(("exact draws (the default sampler only approximates them)", _png(fig)))
         lp = _load(out, rec, "logdensity.npy")
         if lp is not None:
             fig, ax = plt.subplots(figsize=(3.2, 3.2))

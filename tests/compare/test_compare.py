@@ -114,3 +114,33 @@ def test_diverged_family_is_reported_and_run_goes_on(tmp_path):
     assert status == {"exploding_test_family": "diverged", "gmm": "ok"}
     html = (tmp_path / "o" / "report.html").read_text()
     assert "diverged" in html
+
+
+
+def _exact_beside_family():
+    """A test family with an approximate default sampler and an exact one (``exact_sampler``)."""
+    base = type(gz.make("gmm"))
+
+    class ExactBeside(base):
+        exact_sampler = "exact"
+
+        def _sample_std(self, n, y, seed, sampler=None, **opts):
+            S = super()._sample_std(n, y, seed, **opts)
+            return S if sampler == "exact" else S * 1.5  # the default sampler is visibly off
+
+    return ExactBeside
+
+
+def test_report_shows_exact_draws_beside_the_default_sampler(tmp_path):
+    register("exact_beside_test_family")(_exact_beside_family())
+    try:
+        recs = run_compare(data="ring", families="exact_beside_test_family", seeds=1, preset="quick",
+                           out=str(tmp_path / "o"), verbose=False, workers=1)
+    finally:
+        _FAMILIES.pop("exact_beside_test_family", None)
+    (run,) = os.listdir(tmp_path / "o" / "runs")
+    exact = np.load(tmp_path / "o" / "runs" / run / "exact_samples.npy")
+    default = np.load(tmp_path / "o" / "runs" / run / "samples.npy")
+    radius = lambda S: float(np.median(np.linalg.norm(S, axis=1)))  # noqa: E731
+    assert recs[0]["status"] == "ok" and radius(default) > 1.3 * radius(exact)
+    assert "exact draws" in (tmp_path / "o" / "report.html").read_text()
