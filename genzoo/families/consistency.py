@@ -25,7 +25,9 @@ Objectives:
   marginal at level ``s`` the re-noising kernel ``s x + (1 - s) eps`` the multistep
   sampler uses (with an OT teacher the re-noised points lie off the teacher's paths, and
   ``gaussians8`` got worse with more steps: 1/2/4 steps 50/41/31% of samples within
-  3 std of a mode; independent: 47/93/98%). The student starts from the teacher's
+  3 std of a mode; independent: 47/93/98%). Its target is the stable target field of
+  ``flow_matching`` (grid25, 4 steps: 94.4% -> 96.2% of samples within 3 std of a mode,
+  seed 0; 96.2% at seed 1). The student starts from the teacher's
   weights (Song et al. 2023 initialise CD from the teacher): ``F(x, s)`` is then already
   the teacher's one-Euler-step jump to the data. The teacher's trajectories from
   ``pool_size`` noise draws are integrated once (RK4 between consecutive levels) and the
@@ -154,8 +156,8 @@ class Consistency(TorchGenerativeModel):
         """Teacher phase: flow matching. Student: consistency of neighbouring trajectory points."""
         net = self.module_.net if net is None else net
         if self._phase == "teacher":
-            return cfm_loss(net, z, y, coupling="independent", label_dropout=float(self.label_dropout),
-                            n_classes=self.n_classes_, ot_chunk=64)
+            return cfm_loss(net, z, y, coupling="independent", stable_target=True,
+                            label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
         B, d = z.shape[0], int(self.n_features_in_)
         if self._phase == "cd":  # a row is one teacher trajectory at every level
             s = self.levels_.to(z.device)
