@@ -194,7 +194,7 @@ class Diffusion(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ objective
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None, ema: bool = False,
-              t: torch.Tensor | None = None) -> torch.Tensor:
+              t: torch.Tensor | None = None, stable: bool | None = None) -> torch.Tensor:
         """Noise at a random level, predict the parameterised target, squared error (EDM-weighted for 'v')."""
         t = torch.rand(len(z), device=z.device) if t is None else t  # (B,)
         lam = self._noise_schedule().log_snr(t)
@@ -203,7 +203,8 @@ class Diffusion(TorchGenerativeModel):
         x_t = a * z + s * eps  # (B, D)
         y_in = self._drop_labels(y)
         out = self.module_(x_t, lam, y_in, ema=ema)
-        if self.stable_target:  # E[x0 | x_t] over the batch, and the noise it implies
+        stable = bool(self.stable_target) if stable is None else stable
+        if stable:  # E[x0 | x_t] over the batch, and the noise it implies
             z_hat = batch_posterior_mean(x_t, a[:, 0], s[:, 0], z, y, None if y is None else y_in == self.n_classes_)
             eps = (eps.double() + a.double() * (z.double() - z_hat) / s.double()).to(z.dtype)  # (x_t - a z_hat) / s
             z = z_hat.to(z.dtype)
@@ -215,14 +216,17 @@ class Diffusion(TorchGenerativeModel):
         return loss
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
-        """The training loss of the EMA network (what samples), at stratified levels and fixed noise."""
+        """The plain loss of the EMA network (what samples), at stratified levels and fixed noise.
+
+        Without the stable target, as ``score`` does: an unbiased estimate of the same objective,
+        and no (rows x rows) weight matrix over the whole validation set."""
         reps = 4
         zz = z.repeat(reps, 1)
         yy = None if y is None else y.repeat(reps)
         t = (torch.arange(len(zz), device=z.device) + 0.5) / len(zz)
         with torch_seed(12345, z.device):
             t = t[torch.randperm(len(zz), device=z.device)]
-            return float(self._loss(zz, yy, ema=True, t=t))
+            return float(self._loss(zz, yy, ema=True, t=t, stable=False))
 
     # ------------------------------------------------------------------ noise predictor
     def _eps_fn(self, y: torch.Tensor | None, w: float):

@@ -79,6 +79,7 @@ from genzoo.nn.velocity import (
     cfm_loss,
     guided_velocity,
     log_time,
+    use_stable_target,
     velocity_net,
 )
 from genzoo.registry import register
@@ -145,10 +146,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         if self.coupling not in ("ot", "independent"):
             raise ValueError(f"coupling must be 'ot' or 'independent'; got {self.coupling!r}")
-        if self.stable_target not in ("auto", True, False):
-            raise ValueError(f"stable_target must be 'auto', True or False; got {self.stable_target!r}")
-        if self.stable_target is True and self.coupling != "independent":
-            raise ValueError("stable_target=True needs coupling='independent' (it averages over independent noise)")
+        use_stable_target(self.stable_target, self.coupling)  # validates the option
         if not 0 <= float(self.label_dropout) < 1:
             raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
         if not 0 <= float(self.ema_decay) < 1:
@@ -168,11 +166,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         """Conditional flow matching on the linear path: independent noise and the stable target, or minibatch OT."""
         return cfm_loss(self.module_.net, z, y, coupling=self.coupling,
                         label_dropout=float(self.label_dropout), n_classes=self.n_classes_,
-                        time_dist=self.time_dist, stable_target=self._stable())
-
-    def _stable(self) -> bool:
-        """Whether the regression target is the batch-averaged (stable) field: 'auto' = with independent noise."""
-        return self.coupling == "independent" if self.stable_target == "auto" else bool(self.stable_target)
+                        time_dist=self.time_dist, stable_target=use_stable_target(self.stable_target, self.coupling))
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
         loss = super()._train_step(z, y, step)

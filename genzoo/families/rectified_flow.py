@@ -80,6 +80,7 @@ from genzoo.nn.velocity import (
     guided_velocity,
     log_time,
     path_energy,
+    use_stable_target,
     velocity_net,
 )
 from genzoo.registry import register
@@ -156,10 +157,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
             return copy.deepcopy(self.module_)
         if self.coupling not in ("ot", "independent"):
             raise ValueError(f"coupling must be 'ot' or 'independent'; got {self.coupling!r}")
-        if self.stable_target not in ("auto", True, False):
-            raise ValueError(f"stable_target must be 'auto', True or False; got {self.stable_target!r}")
-        if self.stable_target is True and self.coupling != "independent":
-            raise ValueError("stable_target=True needs coupling='independent' (it averages over independent noise)")
+        use_stable_target(self.stable_target, self.coupling)  # validates the option
         if isinstance(self.n_reflow, bool) or int(self.n_reflow) != self.n_reflow or int(self.n_reflow) < 0:
             raise ValueError(f"n_reflow must be a non-negative integer; got {self.n_reflow!r}")
         if int(self.reflow_batch_size) < 1:
@@ -187,9 +185,8 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
             x0, x1 = z.chunk(2, dim=1)
             return cfm_loss(net, x1, y, x0=x0, coupling="independent", t=t,
                             label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
-        stable = self.coupling == "independent" if self.stable_target == "auto" else bool(self.stable_target)
         return cfm_loss(net, z, y, coupling=self.coupling, t=t, label_dropout=float(self.label_dropout),
-                        n_classes=self.n_classes_, stable_target=stable)
+                        n_classes=self.n_classes_, stable_target=use_stable_target(self.stable_target, self.coupling))
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
         loss = super()._train_step(z, y, step)

@@ -135,6 +135,19 @@ def stable_velocity_target(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor,
     return ((r - x0.double()) + (x1_hat - r) / one_m).to(x1.dtype)
 
 
+def use_stable_target(stable_target, coupling: str) -> bool:
+    """Resolve a family's ``stable_target`` option (``'auto'``, True, False) against its coupling.
+
+    ``'auto'``: the stable target whenever the noise is independent; True with minibatch OT is
+    an error, since the batch average assumes independent noise.
+    """
+    if stable_target not in ("auto", True, False):
+        raise ValueError(f"stable_target must be 'auto', True or False; got {stable_target!r}")
+    if stable_target is True and coupling != "independent":
+        raise ValueError("stable_target=True needs coupling='independent' (it averages over independent noise)")
+    return coupling == "independent" if stable_target == "auto" else bool(stable_target)
+
+
 def cfm_loss(net: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None, *,
              x0: torch.Tensor | None = None, coupling: str = "ot", label_dropout: float = 0.0,
              n_classes: int = 0, t: torch.Tensor | None = None, ot_chunk: int | None = 64,
@@ -351,5 +364,5 @@ class VelocityModel(nn.Module):
 
 
 __all__ = ["LinearPathImputation", "velocity_net", "linear_path", "ot_pairing", "cfm_loss", "stable_velocity_target",
-           "guided_velocity",
+           "use_stable_target", "guided_velocity",
            "ancestral_step", "inpaint", "path_energy", "log_time", "VelocityModel", "VelocityNet"]
