@@ -24,6 +24,8 @@ def small_params(family: str, **extra) -> dict:
         p["max_steps"] = 150
     if "batch_size" in names:
         p["batch_size"] = 128
+    if "reflow_steps" in names:  # rectified flow's second training
+        p.update(reflow_steps=100, reflow_batch_size=128, reflow_pairs=1000)
     if "device" in names:
         p["device"] = "cpu"
     p.update({k: v for k, v in extra.items() if k in names})

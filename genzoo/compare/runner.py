@@ -92,8 +92,9 @@ def family_params(family: str, preset: dict, seed: int) -> dict:
     """The hyperparameters a family gets under a preset: its defaults with a scaled step budget."""
     defaults = gz.make(family).get_params()
     p: dict[str, Any] = {"random_state": seed}
-    if "max_steps" in defaults:
-        p["max_steps"] = max(50, int(round(defaults["max_steps"] * preset["budget"])))
+    for budget in ("max_steps", "reflow_steps"):  # rectified flow trains twice: both scale
+        if budget in defaults:
+            p[budget] = max(50, int(round(defaults[budget] * preset["budget"])))
     if "verbose" in defaults:
         p["verbose"] = 0
     return p
@@ -365,6 +366,9 @@ def budget_note(fams: list[str], cfg: dict) -> str:
         if "max_steps" in p:
             parts.append(f"{f}: {max(50, int(round(p['max_steps'] * cfg['budget'])))} steps x batch "
                          f"{p.get('batch_size', '?')}")
+            if "reflow_steps" in p:
+                parts[-1] += (f" + reflow {max(50, int(round(p['reflow_steps'] * cfg['budget'])))} x "
+                              f"{p.get('reflow_batch_size', '?')}")
         else:
             parts.append(f"{f}: closed-form fit")
     return (f"{int(cfg['n_train'])} training points, {int(cfg['n_eval'])} evaluation samples; "
