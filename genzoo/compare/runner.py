@@ -92,9 +92,10 @@ def family_params(family: str, preset: dict, seed: int) -> dict:
     """The hyperparameters a family gets under a preset: its defaults with a scaled step budget."""
     defaults = gz.make(family).get_params()
     p: dict[str, Any] = {"random_state": seed}
-    for budget in ("max_steps", "reflow_steps"):  # rectified flow trains twice: both scale
+    # rectified flow trains twice, the second time on pairs it draws itself: all of it scales
+    for budget, floor in (("max_steps", 50), ("reflow_steps", 50), ("reflow_pairs", 1000)):
         if budget in defaults:
-            p[budget] = max(50, int(round(defaults[budget] * preset["budget"])))
+            p[budget] = max(floor, int(round(defaults[budget] * preset["budget"])))
     if "verbose" in defaults:
         p["verbose"] = 0
     return p

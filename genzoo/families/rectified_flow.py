@@ -45,9 +45,12 @@ Choices (measured on the 2-D benchmarks; numbers in the report):
   nats. Neither mixing real data into the reflow (a mixture coupling, 0.048), nor
   perturbing the reflow's noise, U-shaped reflow times, a wider network or other Fourier
   scales closed the gap from the OT 1-RF.
-- The cost: two trainings of a flow-matching network, ~60-70 s on 2 cores (1-RF 9,000 x
-  512 steps, reflow 8,000 x 512), about twice ``flow_matching``'s budget; the issue's 0.03
-  nats for ODE likelihoods on ``grid25`` was out of reach at the 30 s budget (above).
+- The cost: two trainings of a flow-matching network. ``grid25`` on 2 cores: 117 s in all,
+  of which 9,000 1-RF steps and 8,000 reflow steps (512 rows) 90 s and the 80,000 pairs 21 s
+  (``gaussians8``: 105 s): three to four times the issue's 30 s budget, which bought the
+  issue's 0.03 nats for ODE likelihoods on ``grid25`` (none of the 30-40 s settings above
+  reached it). ``max_steps=5000, reflow_steps=4000, reflow_pairs=20000`` is the quick
+  setting: about half the time, ~0.03-0.04 nats on ``grid25``.
 - Straightness after 1-RF and after each reflow is kept in ``reflow_history_``: the
   normalised path energy ``E int |v|^2 dt / E |x1 - x0|^2 - 1`` (Tong et al. 2023; 0 for
   straight constant-speed paths, equal to Liu et al.'s straightness over the transport

@@ -147,11 +147,12 @@ def test_report_shows_exact_draws_beside_the_default_sampler(tmp_path):
 
 
 def test_a_preset_scales_every_training_phase():
-    """Rectified flow trains twice (1-RF, then the reflow): a preset's budget shrinks both."""
+    """Rectified flow trains twice (1-RF, then the reflow on its own pairs): a preset shrinks all of it."""
     from genzoo.compare.runner import PRESETS, budget_note, family_params
 
     d = gz.make("rectified_flow").get_params()
     p = family_params("rectified_flow", PRESETS["quick"], seed=0)
-    assert p["max_steps"] == round(d["max_steps"] * 0.08) and p["reflow_steps"] == round(d["reflow_steps"] * 0.08)
+    for budget in ("max_steps", "reflow_steps", "reflow_pairs"):
+        assert p[budget] == round(d[budget] * 0.08), budget
     assert "reflow_steps" not in family_params("flow_matching", PRESETS["quick"], seed=0)
     assert f"reflow {p['reflow_steps']} x" in budget_note(["rectified_flow"], PRESETS["quick"])
