@@ -60,7 +60,7 @@ Choices (measured on the 2-D benchmarks; numbers in the report):
 - Network: as flow matching's (4 x 128 MLP with 64 random Fourier features of ``x``,
   ``lr=4e-3``, no early stopping).
 - Sampling: Euler, ``sample_steps=8`` by default (``grid25``, seeds 0 / 1: 1/2/4/8/16 Euler
-  steps put 75/94/96/97/98% and 75/93/95/97/98% of samples within 3 std of a mode; with
+  steps put 75/93/95/97/98% and 73/94/95/97/98% of samples within 3 std of a mode; with
   the OT 1-RF and the shorter reflow before, 33/83/89/93% at 1/2/4/8); any solver and step
   count is available (``sample(n, steps=1, sampler='euler')`` is the one-step generator).
 - Likelihood steps: 64 (RK4 in log-time); 16 were off by 0.04 nats on ``gaussians8``.
