@@ -37,7 +37,7 @@ Choices (measured on the 2-D benchmarks; numbers in the report):
   | independent, 256 x 5,000 (0.032 alone) | 512 x 3,000, 20,000 pairs | 0.072 |
   | independent, 512 x 9,000 (0.016 alone) | 512 x 4,000 at ``lr`` 4e-3 / 8e-3 | 0.036 / 0.026 |
   | independent, 512 x 9,000 | 512 x 8,000 at ``lr`` 4e-3 / 8e-3 | 0.024 / 0.020 |
-  | the same, pairs by 32 RK4 steps, not 16 (default) | | 0.018 (seed 1: 0.023) |
+  | the same, pairs by 32 RK4 steps, not 16 (default) | | 0.018 (seeds 1, 2: 0.023, 0.030) |
   | independent, 512 x 9,000 | 256 x 12,000 at ``lr`` 4e-3 | 0.020 |
 
   Straightening a curved 1-RF is a harder regression than straightening an OT one: it
