@@ -364,12 +364,11 @@ def budget_note(fams: list[str], cfg: dict) -> str:
     parts = []
     for f in fams:
         p = gz.make(f).get_params()
-        if "max_steps" in p:
-            parts.append(f"{f}: {max(50, int(round(p['max_steps'] * cfg['budget'])))} steps x batch "
-                         f"{p.get('batch_size', '?')}")
-            if "reflow_steps" in p:
-                parts[-1] += (f" + reflow {max(50, int(round(p['reflow_steps'] * cfg['budget'])))} x "
-                              f"{p.get('reflow_batch_size', '?')}")
+        scaled = family_params(f, cfg, seed=0)  # the budgets the runs get
+        if "max_steps" in scaled:
+            parts.append(f"{f}: {scaled['max_steps']} steps x batch {p.get('batch_size', '?')}")
+            if "reflow_steps" in scaled:
+                parts[-1] += f" + reflow {scaled['reflow_steps']} x {p.get('reflow_batch_size', '?')}"
         else:
             parts.append(f"{f}: closed-form fit")
     return (f"{int(cfg['n_train'])} training points, {int(cfg['n_eval'])} evaluation samples; "
