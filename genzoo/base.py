@@ -117,6 +117,13 @@ class GenerativeModel(BaseEstimator):
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
     #: a short sentence the CLI and report show
     summary: ClassVar[str] = ""
+    #: whether a model fitted with labels also has an unconditional density (``y=None``
+    #: in ``_log_prob_std``): families trained with label dropout, and gmm/kde's global fit
+    _has_null_label: ClassVar[bool] = False
+    #: the hyperparameters that are training budgets (steps, teacher steps, trajectory pools,
+    #: pairs), each with the floor a scaled-down budget keeps: presets (``genzoo compare``, the
+    #: tests) shrink all of them from this one declaration; a closed-form fit has none
+    budget_params: ClassVar[dict[str, int]] = {}
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -126,6 +133,9 @@ class GenerativeModel(BaseEstimator):
     # ------------------------------------------------------------------ public API
     def fit(self, X, y=None):
         """Learn p(x) (or p(x | y) when labels are given) from the rows of ``X``; returns self."""
+        from genzoo.params import validate_params
+
+        validate_params(self)  # the declared hyperparameter constraints, before any other work
         X = check_array(X, "X", min_rows=2)
         y_idx = self._encode_fit_labels(y, len(X))
         self.n_features_in_ = X.shape[1]
@@ -177,16 +187,49 @@ class GenerativeModel(BaseEstimator):
     def _sample_path_std(self, n: int, y, seed: int, n_frames: int, **opts) -> list:
         raise UnsupportedError(f"{self.family} draws samples in one pass; it has no sampling path")
 
-    def score_samples(self, X, **opts) -> np.ndarray:
-        """Log-density of each row in nats (a bound or estimate where ``likelihood_kind`` says so)."""
+    def score_samples(self, X, y=None, *, null_label: bool = False, **opts) -> np.ndarray:
+        """Log-density of each row in nats (a bound or estimate where ``likelihood_kind`` says so).
+
+        On a model fitted with labels: without ``y`` the marginal that ``sample(n)`` draws,
+        ``log sum_k prior_k p(x | k)`` (one pass per class); with ``y`` (a label, or one per
+        row) the conditional ``log p(x | y)``; with ``null_label=True`` the density the family
+        learned for the null label (families trained with label dropout; the global fit for
+        gmm/kde), which is *not* the sampled marginal.
+        """
         self._check_fitted()
         if "log_prob" not in self.capabilities:
             raise UnsupportedError(self._no_likelihood_reason())
         X = check_array(X, "X", dim=self.n_features_in_)
         Z = (X - self.loc_) / self.scale_
-        _check_options(self._log_prob_std, opts, "score_samples", ("Z",))
-        lp = _to_numpy(self._log_prob_std(Z, **opts))
+        _check_options(self._log_prob_std, opts, "score_samples", ("Z", "y"))
+        if null_label:
+            if y is not None:
+                raise ValueError("score_samples: give either y or null_label=True, not both")
+            if getattr(self, "classes_", None) is None:
+                raise ValueError(f"null_label=True needs a model fitted with labels; this {self.family} had none")
+            if not self._has_null_label:
+                raise UnsupportedError(f"{self.family} has no null-label density (it was not trained with "
+                                       "label dropout); score the marginal (no y) or a class (y=...)")
+            lp = _to_numpy(self._log_prob_std(Z, None, **opts))
+        else:
+            lp = self._labelled_log_prob_std(Z, self._encode_sample_labels(y, len(Z)), **opts)
         return lp.astype(np.float64) - float(np.log(self.scale_).sum())
+
+    def _labelled_log_prob_std(self, Z: np.ndarray, y_idx: np.ndarray | None = None, **opts) -> np.ndarray:
+        """log p(z | y) for class indices ``y_idx``; without them, the sampled marginal.
+
+        A model fitted without labels scores its one density; one fitted with labels and asked
+        for none scores ``logsumexp_k [log prior_k + log p(z | k)]`` exactly, one pass per class.
+        """
+        if getattr(self, "classes_", None) is None:
+            return _to_numpy(self._log_prob_std(Z, **opts))
+        if y_idx is not None:
+            return _to_numpy(self._log_prob_std(Z, y_idx, **opts))
+        per_class = [_to_numpy(self._log_prob_std(Z, np.full(len(Z), k, dtype=np.int64), **opts))
+                     + math.log(max(float(self.class_prior_[k]), 1e-300)) for k in range(len(self.classes_))]
+        from scipy.special import logsumexp
+
+        return logsumexp(np.stack(per_class, 1), axis=1)
 
     def score(self, X, y=None, **opts) -> float:
         """Mean log-density per row (higher is better), so model selection by likelihood works."""
@@ -244,7 +287,9 @@ class GenerativeModel(BaseEstimator):
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, **opts):
         raise NotImplementedError
 
-    def _log_prob_std(self, Z: np.ndarray, **opts):
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, **opts):
+        """log p(z | y) in standardised space; ``y``: class indices (one per row), or None for the
+        unconditional density (the null label of a model fitted with labels)."""
         raise UnsupportedError(self._no_likelihood_reason())
 
     def _no_likelihood_reason(self) -> str:
@@ -259,7 +304,7 @@ class GenerativeModel(BaseEstimator):
         """
         if "log_prob" not in self.capabilities:
             raise UnsupportedError(f"{self.family} has no imputation method")
-        return grid_gibbs_impute(lambda z: _to_numpy(self._log_prob_std(z)), Z, miss, seed,
+        return grid_gibbs_impute(lambda z: self._labelled_log_prob_std(z), Z, miss, seed,
                                  lo=self.z_lo_, hi=self.z_hi_,
                                  init=lambda k, s: _to_numpy(self._sample_std(k, None, s)), **opts)
 
@@ -343,6 +388,7 @@ class TorchGenerativeModel(GenerativeModel):
 
     eval_every: ClassVar[int] = 250
     grad_clip: ClassVar[float] = 10.0
+    budget_params: ClassVar[dict[str, int]] = {"max_steps": 50}
 
     def _build(self, dim: int, n_classes: int) -> torch.nn.Module:
         raise NotImplementedError
@@ -599,6 +645,36 @@ def _check_options(hook, opts: dict, what: str, positional: tuple[str, ...]) -> 
         raise ValueError(f"{what}: unknown {kind} option(s) {unknown}; valid options: {', '.join(valid) or 'none'}")
 
 
+def row_keyed_normal(Z: np.ndarray, per_row: int, seed: int = 0) -> np.ndarray:
+    """Standard normal draws ``(n, per_row)`` that depend only on each row's values and ``seed``.
+
+    A stochastic score (an ELBO's noise, a trace probe) drawn this way gives a row the same
+    number whichever batch it is scored in, and two calls the same numbers. Counter-based:
+    splitmix64 of (row hash, draw index), then Box-Muller.
+    """
+    Z = np.ascontiguousarray(np.asarray(Z, dtype=np.float64))
+    words = Z.view(np.uint64).reshape(len(Z), -1)
+    with np.errstate(over="ignore"):
+        key = np.full(len(Z), np.uint64(seed & (2**64 - 1)) ^ np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
+        for j in range(words.shape[1]):
+            key = _splitmix64(key ^ words[:, j])
+        half = (per_row + 1) // 2
+        ctr = key[:, None] + np.arange(1, 2 * half + 1, dtype=np.uint64)[None, :] * np.uint64(0xD1B54A32D192ED03)
+        bits = _splitmix64(ctr) >> np.uint64(11)
+    u = (bits.astype(np.float64) + 0.5) / float(2**53)  # (n, 2 half) in (0, 1)
+    r = np.sqrt(-2.0 * np.log(u[:, :half]))
+    theta = 2.0 * np.pi * u[:, half:]
+    return np.concatenate([r * np.cos(theta), r * np.sin(theta)], 1)[:, :per_row]
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def _to_numpy(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         return a.detach().cpu().double().numpy()
@@ -632,5 +708,5 @@ def _version() -> str:
         return "0+unknown"
 
 
-__all__ = ["GenerativeModel", "TorchGenerativeModel", "check_array", "load", "grid_gibbs_impute",
+__all__ = ["GenerativeModel", "TorchGenerativeModel", "check_array", "load", "grid_gibbs_impute", "row_keyed_normal",
            "torch_seed", "seed_from", "resolve_device"]

@@ -84,9 +84,12 @@ def _cmd_list(args) -> int:
 def _cmd_train(args) -> int:
     import genzoo as gz
 
+    from genzoo.params import validate_params
+
     hp = _hyperparameters(args.set)
     hp.setdefault("random_state", args.seed)
     model = gz.make(args.family, **hp)
+    validate_params(model)  # a bad --set value fails before the data are read (fit checks again)
     X = _load_data(args.data, args.n, args.seed)
     model.fit(X)
     model.save(args.out)
@@ -217,11 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, UnsupportedError, NotFittedError, FileNotFoundError, PermissionError,
             IsADirectoryError, NotADirectoryError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"genzoo {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as e:
         print(f"genzoo {args.command}: error: {e.strerror or e} ({getattr(e, 'filename', '')})", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # anything else (a bug, a torch failure): still one line, unless debugging
+        if os.environ.get("GENZOO_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"genzoo {args.command}: error: {type(e).__name__}: {msg} (GENZOO_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
         return EXIT_ERROR
 
 

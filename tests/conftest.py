@@ -14,18 +14,29 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 import genzoo as gz  # noqa: E402
 
 
+#: the test preset: ``max_steps`` this small, and every other declared training budget
+#: (teacher steps, reflow steps and pairs, trajectory pools) scaled by the same fraction
+SMALL_STEPS = 150
+
+
 def small_params(family: str, **extra) -> dict:
-    """Hyperparameters that make any family train in a few seconds (tests judge properties, not quality)."""
+    """Hyperparameters that make any family train in a few seconds (tests judge properties, not quality).
+
+    The budgets come from the family's ``budget_params`` declaration, scaled as the compare
+    presets scale them (``genzoo.compare.runner.scaled_budgets``); ``extra`` overrides.
+    """
+    from genzoo.compare.runner import scaled_budgets
+
     names = gz.make(family).get_params()
     p = {"random_state": 0}
     if "verbose" in names:
         p["verbose"] = 0
     if "max_steps" in names:
-        p["max_steps"] = 150
+        p.update(scaled_budgets(family, SMALL_STEPS / int(names["max_steps"])))
     if "batch_size" in names:
         p["batch_size"] = 128
-    if "reflow_steps" in names:  # rectified flow's second training
-        p.update(reflow_steps=100, reflow_batch_size=128, reflow_pairs=1000)
+    if "reflow_batch_size" in names:  # rectified flow's second training
+        p["reflow_batch_size"] = 128
     if "device" in names:
         p["device"] = "cpu"
     p.update({k: v for k, v in extra.items() if k in names})

@@ -49,6 +49,56 @@ def test_cli_errors_are_one_line(tmp_path, args, needle):
     assert needle in lines[0] and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("bad, needle", [
+    ("lr=fast", "lr must be a float in (0, inf); got 'fast'"),
+    ("random_state=abc", "random_state must be None, an int >= 0"),
+    ("hidden=[64]", "hidden must be an int in [1, inf); got [64]"),
+    ("max_steps=0", "max_steps must be an int in [1, inf); got 0"),
+    ("nonsense=1", "unknown hyperparameter(s) ['nonsense']"),
+    ("lr", "--set expects key=value"),
+])
+def test_train_bad_set_is_one_line(tmp_path, capsys, bad, needle):
+    """A bad ``--set`` fails before the data are read or a step is trained: one line, exit 1."""
+    rc = main(["train", "flow", "--data", "ring", "--out", str(tmp_path / "m.gz"), "--set", bad])
+    out, err = capsys.readouterr()
+    assert rc == 1 and not out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genzoo train: error: ") and needle in lines[0], err
+    assert not (tmp_path / "m.gz").exists()
+
+
+def test_train_bad_set_through_the_installed_entry_point(tmp_path):
+    """The acceptance check's path: a real process, no traceback, at most two lines in all."""
+    for bad in ("lr=fast", "hidden=[64]"):
+        r = _run("train", "flow", "--data", "ring", "--out", str(tmp_path / "m"), "--set", bad)
+        msg = (r.stdout + r.stderr).strip()
+        assert r.returncode != 0 and "Traceback" not in msg and len(msg.splitlines()) == 1, msg
+
+
+def test_unexpected_errors_are_one_line_too(tmp_path, capsys, monkeypatch):
+    """A failure that is no user error (a bug, a torch error) is still one line, unless debugging."""
+    import genzoo as gz
+
+    model = str(tmp_path / "m.gz")
+    assert main(["train", "gmm", "--data", "gaussians8", "-n", "300", "--out", model]) == 0
+    capsys.readouterr()
+    assert main(["sample", model, "-n", "5", "--out", str(tmp_path / "s.csv"), "--set", "steps=abc"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown sampling option" in err[0]
+
+    def broken(self, *a, **k):
+        raise RuntimeError("CUDA error: device-side assert triggered\nmore detail")
+
+    monkeypatch.setattr(type(gz.load(model)), "sample", broken)
+    assert main(["sample", model, "-n", "5", "--out", str(tmp_path / "s.csv")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["genzoo sample: error: RuntimeError: CUDA error: device-side assert triggered "
+                   "(GENZOO_DEBUG=1 shows the traceback)"]
+    monkeypatch.setenv("GENZOO_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["sample", model, "-n", "5", "--out", str(tmp_path / "s.csv")])
+
+
 def test_cli_rejects_text_data_and_corrupt_model(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\nx,3\n")

@@ -48,7 +48,7 @@ def conditioning_panel(model, dist, n: int, seed: int, run_dir: str) -> dict[str
     arrays = {"samples": S.astype(np.float32), "labels": labels}
     if _accepts(model, "guidance"):
         try:
-            sweep = guidance_sweep(model, dist, ws=(0.0, 0.5, 1.0, 2.0, 4.0), n_per_class=max(40, per // 2),
+            sweep = guidance_sweep(model, dist, ws=(0.0, 1.0, 2.0, 3.0, 4.0), n_per_class=max(40, per // 2),
                                    random_state=seed)
             arrays["guidance"] = np.array([[r["guidance"], r["alignment"], r["recall"]] for r in sweep])
         except (UnsupportedError, TypeError, ValueError):

@@ -21,7 +21,8 @@ from genzoo.errors import UnsupportedError
 CORE = ["vae", "gan", "flow", "diffusion", "autoregressive"]
 BASELINES = ["gmm", "kde"]
 
-#: training budget per preset: a fraction of each family's default ``max_steps``, the
+#: training budget per preset: a fraction of each family's declared training budgets
+#: (``budget_params``: steps, teacher steps, reflow pairs, trajectory pools), the
 #: number of training points, of evaluation samples and of held-out points scored for the
 #: likelihood (the same points for every family, so their differences are sharper than each
 #: NLL's standard error), and the resolution of the log-density heat maps. ``default`` keeps
@@ -88,14 +89,28 @@ def load_data(spec: str, n_train: int) -> Data:
 
 
 # ----------------------------------------------------------------------------- one run
+def scaled_budgets(family: str, fraction: float) -> dict[str, int]:
+    """Every training budget ``family`` declares (its ``budget_params``), times ``fraction``.
+
+    A scaled budget stays at or above the family's floor for it (or the default, if smaller),
+    so that the quick preset still trains each phase; ``fraction=1`` gives the defaults.
+    """
+    model = gz.make(family)
+    defaults = model.get_params()
+    out: dict[str, int] = {}
+    for name, floor in type(model).budget_params.items():
+        if name not in defaults:
+            raise ValueError(f"{family} declares the budget {name!r}, which is not one of its hyperparameters")
+        default = int(defaults[name])
+        out[name] = max(min(int(floor), default), int(round(default * float(fraction))))
+    return out
+
+
 def family_params(family: str, preset: dict, seed: int) -> dict:
-    """The hyperparameters a family gets under a preset: its defaults with a scaled step budget."""
+    """The hyperparameters a family gets under a preset: its defaults with every declared
+    training budget (student and teacher steps, reflow steps and pairs, trajectory pools) scaled."""
     defaults = gz.make(family).get_params()
-    p: dict[str, Any] = {"random_state": seed}
-    # rectified flow trains twice, the second time on pairs it draws itself: all of it scales
-    for budget, floor in (("max_steps", 50), ("reflow_steps", 50), ("reflow_pairs", 1000)):
-        if budget in defaults:
-            p[budget] = max(floor, int(round(defaults[budget] * preset["budget"])))
+    p: dict[str, Any] = {"random_state": seed, **scaled_budgets(family, preset["budget"])}
     if "verbose" in defaults:
         p["verbose"] = 0
     return p
@@ -361,18 +376,21 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
 
 
 def budget_note(fams: list[str], cfg: dict) -> str:
+    """One sentence per family listing every training budget its runs get (see ``family_params``)."""
     parts = []
     for f in fams:
         p = gz.make(f).get_params()
-        scaled = family_params(f, cfg, seed=0)  # the budgets the runs get
-        if "max_steps" in scaled:
-            parts.append(f"{f}: {scaled['max_steps']} steps x batch {p.get('batch_size', '?')}")
-            if "reflow_steps" in scaled:
-                parts[-1] += f" + reflow {scaled['reflow_steps']} x {p.get('reflow_batch_size', '?')}"
-        else:
+        budgets = scaled_budgets(f, cfg["budget"])  # the same numbers family_params hands the runs
+        if not budgets:
             parts.append(f"{f}: closed-form fit")
+            continue
+        words = []
+        if "max_steps" in budgets:
+            words.append(f"{budgets.pop('max_steps')} steps x batch {p.get('batch_size', '?')}")
+        words += [f"{name.replace('_', ' ')} {value}" for name, value in budgets.items()]
+        parts.append(f"{f}: " + ", ".join(words))
     return (f"{int(cfg['n_train'])} training points, {int(cfg['n_eval'])} evaluation samples; "
-            f"{int(cfg['budget'] * 100)}% of each family's default step budget: " + "; ".join(parts))
+            f"{int(cfg['budget'] * 100)}% of each family's default training budgets: " + "; ".join(parts))
 
 
-__all__ = ["run_compare", "PRESETS", "resolve_families"]
+__all__ = ["run_compare", "PRESETS", "resolve_families", "family_params", "scaled_budgets", "budget_note"]

@@ -47,6 +47,7 @@ from torch import nn
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
 from genzoo.nn.made import MADE
 from genzoo.nn.mlp import LabelEmbedding
+from genzoo.params import POSITIVE, POSITIVE_INT, TRAINING, Options
 from genzoo.registry import register
 
 COMPONENTS = ("smoothed_uniform", "logistic", "gaussian")
@@ -154,6 +155,10 @@ class Autoregressive(TorchGenerativeModel):
     likelihood_kind: ClassVar[str] = "exact"
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary: ClassVar[str] = "chain rule p(x_i | x_<i), MADE + mixture per coordinate (exact likelihood)"
+    _parameter_constraints: ClassVar[dict] = {
+        **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
+        "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
+    }
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int = 128, layers: int = 3, label_dim: int = 16,
@@ -182,12 +187,6 @@ class Autoregressive(TorchGenerativeModel):
         return MixtureHead(self.n_components, self.component, self.min_scale)
 
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if self.component not in COMPONENTS:
-            raise ValueError(f"component must be one of {COMPONENTS}; got {self.component!r}")
-        if int(self.n_components) < 1:
-            raise ValueError(f"n_components must be >= 1; got {self.n_components}")
-        if not float(self.min_scale) > 0:
-            raise ValueError(f"min_scale must be > 0; got {self.min_scale}")
         return _ARNet(dim, self._head.n_params, int(self.hidden), int(self.layers), n_classes,
                       int(self.label_dim))
 
@@ -204,17 +203,10 @@ class Autoregressive(TorchGenerativeModel):
         return float(-self._coord_log_prob(z, y).sum(1).mean())
 
     # ------------------------------------------------------------------ density
-    def _log_prob_std(self, Z: np.ndarray, y=None, **opts) -> np.ndarray:
-        """log p(z) per row; with labels fitted, the marginal over classes (or log p(z | y) if given)."""
-        z = self._tensor(Z)
-        if not self.n_classes_:
-            if y is not None:
-                raise ValueError(f"labels were given, but this {self.family} model was fitted without labels")
-            return _to_numpy(self._chunked(lambda b, _: self._coord_log_prob(b, None).sum(1), z))
-        if y is not None:
-            yi = self._labels(self._encode_sample_labels(y, len(Z)))
-            return _to_numpy(self._chunked(lambda b, yb: self._coord_log_prob(b, yb).sum(1), z, yi))
-        return _to_numpy(self._class_log_joint(z, upto=z.shape[1]).logsumexp(1))
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """log p(z | y) per row (class indices ``y``; the base class forms the marginal over classes)."""
+        return _to_numpy(self._chunked(lambda b, yb: self._coord_log_prob(b, yb).sum(1), self._tensor(Z),
+                                       self._labels(y)))
 
     def _class_log_joint(self, z: torch.Tensor, upto: torch.Tensor | int) -> torch.Tensor:
         """log prior_k + sum_{i < upto} log p(z_i | z_<i, k) for every class k: (B, C).

@@ -14,6 +14,7 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import KernelDensity
 
 from genzoo.base import GenerativeModel
+from genzoo.params import POSITIVE, POSITIVE_INT, Interval, Options
 from genzoo.registry import register
 
 
@@ -22,14 +23,20 @@ class _PerClassModel(GenerativeModel):
 
     likelihood_kind = "exact"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
+    _has_null_label = True  # the global fit, kept beside the per-class fits
 
     def _fit_one(self, Z: np.ndarray, seed: int):
         raise NotImplementedError
 
+    def _fit_class(self, Z: np.ndarray, seed: int, overall):
+        """One class's model (``overall``: the fit on every row, for settings chosen on all data)."""
+        return self._fit_one(Z, seed)
+
     def _fit_std(self, Z, y, seed):
         self.models_ = [self._fit_one(Z, seed)]
         if y is not None:
-            self.class_models_ = [self._fit_one(Z[y == k], seed + 1 + k) for k in range(self.n_classes_)]
+            self.class_models_ = [self._fit_class(Z[y == k], seed + 1 + k, self.models_[0])
+                                  for k in range(self.n_classes_)]
         self.history_["train_loss"].append(float(-np.mean(self._log_prob_std(Z))))
         self.history_["step"].append(0)
 
@@ -46,8 +53,18 @@ class _PerClassModel(GenerativeModel):
     def _draw(self, model, n, rng) -> np.ndarray:
         raise NotImplementedError
 
-    def _log_prob_std(self, Z, **opts):
-        return self.models_[0].score_samples(Z)
+    def _log_prob_std(self, Z, y=None, **opts):
+        """log p(z | y) from the class's own fit; ``y=None``: the global fit (the null-label density)."""
+        if y is None:
+            return self._score_model(self.models_[0], Z)
+        out = np.empty(len(Z))
+        for k in np.unique(y):
+            rows = np.flatnonzero(y == k)
+            out[rows] = self._score_model(self.class_models_[k], Z[rows])
+        return out
+
+    def _score_model(self, model, Z: np.ndarray) -> np.ndarray:
+        return model.score_samples(Z)
 
 
 @register("gmm")
@@ -55,6 +72,10 @@ class GMM(_PerClassModel):
     """Gaussian mixture; the number of components minimises BIC over ``1..max_components``."""
 
     summary = "Gaussian mixture, components by BIC (classical baseline)"
+    _parameter_constraints = {
+        "max_components": POSITIVE_INT, "covariance_type": [Options(("full", "tied", "diag", "spherical"))],
+        "random_state": ["random_state"], "verbose": [Interval(int, 0, None), "boolean"], "device": ["device"],
+    }
 
     def __init__(self, *, max_components: int = 20, covariance_type: str = "full", random_state=None,
                  verbose: int = 0, device: str = "cpu"):
@@ -139,6 +160,11 @@ class KDE(_PerClassModel):
     """Gaussian kernel density estimate; bandwidth by K-fold cross-validated log-likelihood."""
 
     summary = "Gaussian kernel density, bandwidth by cross-validation (classical baseline)"
+    _parameter_constraints = {
+        "bandwidth": [*POSITIVE, Options(("cv",))], "cv": [Interval(int, 2, None)],
+        "max_train": [Interval(int, 2, None)], "random_state": ["random_state"],
+        "verbose": [Interval(int, 0, None), "boolean"], "device": ["device"],
+    }
 
     def __init__(self, *, bandwidth: float | str = "cv", cv: int = 3, max_train: int = 5000,
                  random_state=None, verbose: int = 0, device: str = "cpu"):
@@ -166,17 +192,19 @@ class KDE(_PerClassModel):
             bw = float(grid[int(np.argmax(held_out))])
         else:
             bw = float(self.bandwidth)
-            if not bw > 0:
-                raise ValueError(f"bandwidth must be positive or 'cv'; got {self.bandwidth!r}")
         return KernelDensity(bandwidth=bw).fit(Z)
+
+    def _fit_class(self, Z, seed, overall):
+        """Each class keeps the bandwidth chosen on every row: the per-class KDEs then mix (with the
+        class frequencies) into exactly the global KDE, instead of each class's own noisier choice."""
+        return KernelDensity(bandwidth=overall.bandwidth).fit(Z)
 
     def _draw(self, model, n, rng):
         data = np.asarray(model.tree_.data)
         idx = rng.integers(0, len(data), n)
         return data[idx] + model.bandwidth * rng.standard_normal((n, data.shape[1]))
 
-    def _log_prob_std(self, Z, **opts):
-        m = self.models_[0]
+    def _score_model(self, m, Z):
         # KernelDensity's tree-based score is slow in bulk; the exact sum in blocks is faster
         data = np.asarray(m.tree_.data)
         out = np.empty(len(Z))

@@ -55,6 +55,7 @@ No likelihood (``likelihood_kind='none'``): a consistency model is a sampler, no
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -64,7 +65,21 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.errors import UnsupportedError
-from genzoo.nn.velocity import VelocityModel, cfm_loss, guided_velocity, ot_pairing, velocity_net
+from genzoo.nn.velocity import VelocityModel, cfm_loss, ot_pairing, velocity_net
+from genzoo.objectives.guidance import guided_velocity
+from genzoo.params import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    TRAINING,
+    UNIT,
+    UNIT_OPEN_RIGHT,
+    Constraint,
+    Interval,
+    Options,
+    Sequence,
+)
 from genzoo.registry import register
 from genzoo.samplers.ode import ProbabilityFlow, integrate
 
@@ -73,6 +88,103 @@ def level_grid(n_levels: int, eps: float = 1e-3) -> torch.Tensor:
     """``n_levels + 1`` times ``s_0 = 0 < ... < s_N = 1``, geometric in ``1 - s`` towards the data."""
     u = torch.linspace(0.0, 1.0, int(n_levels) + 1, dtype=torch.float64)
     return ((1 - eps ** u) / (1 - eps)).float()
+
+
+#: the teacher families: those with ``probability_flow()``, and those whose ODE is built here
+TEACHER_FAMILIES = ("diffusion", "score", "flow_matching", "rectified_flow")
+
+
+class _TeacherSpec(Constraint):
+    """A ``teacher=`` value: a diffusion, score, flow_matching or rectified_flow model (or any
+    estimator with ``probability_flow()``), fitted or not."""
+
+    def accepts(self, value) -> bool:
+        return callable(getattr(value, "probability_flow", None)) or getattr(value, "family", None) in TEACHER_FAMILIES
+
+    def describe(self) -> str:
+        return "a diffusion, score, flow_matching or rectified_flow model (fitted or not)"
+
+
+def teacher_flow(teacher, y: torch.Tensor | None = None, guidance: float = 1.0) -> ProbabilityFlow:
+    """A fitted teacher's probability-flow ODE in its standardised space, with its forward marginal.
+
+    ``perturb(x, t, eps) = alpha_t x + sigma_t eps`` is what lets the student re-noise for
+    multistep sampling and imputation. Flow matching and rectified flow: the straight path of
+    independent noise, ``(1 - t) eps + t x`` (exact for flow matching's default independent
+    coupling; for an OT coupling or a reflowed field the teacher's own marginals are only
+    close to it). Diffusion: its VP ODE in log-SNR time (as its likelihood integrates it,
+    ``u = 0`` data, ``1`` noise), ``x_u = alpha x + sigma eps``. Score: the VE ODE in
+    ``u = log sigma``, ``x_u = x + sigma eps``, noise N(0, (1 + sigma_max^2) I).
+    """
+    g = float(guidance)
+    own = getattr(teacher, "probability_flow", None)
+    if callable(own):
+        flow = own(y, g)
+        if flow.perturb is None and (flow.t_noise, flow.t_data, flow.noise_std) == (0.0, 1.0, 1.0):
+            flow = dataclasses.replace(flow, perturb=lambda x, t, e: (1 - t) * e + t * x)
+        return flow
+    if teacher.family == "diffusion":
+        sched = teacher._noise_schedule()
+        lo, hi = float(sched.lambda_min), float(sched.lambda_max)
+        eps_fn = teacher._eps_fn(y, g)[0]
+
+        def f_vp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du, lambda = hi + u (lo - hi)
+            lam = hi + u[0] * (lo - hi)
+            s = torch.sigmoid(-lam).sqrt()
+            return 0.5 * s * (s * x - eps_fn(x, lam)) * (lo - hi)
+
+        def vp(x, u, e):
+            lam = hi + float(u) * (lo - hi)
+            return math.sqrt(1 / (1 + math.exp(-lam))) * x + math.sqrt(1 / (1 + math.exp(lam))) * e
+
+        return ProbabilityFlow(f_vp, t_noise=1.0, t_data=0.0, noise_std=1.0, perturb=vp)
+    if teacher.family == "score":
+        score = teacher.score_fn(y, g)[0]
+
+        def f_ve(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du = -sigma^2 score, u = log sigma
+            sig = u.exp()
+            return -(sig[:, None] ** 2) * score(x, sig)
+
+        s_min, s_max = float(teacher.sigma_min), float(teacher.sigma_max)
+        return ProbabilityFlow(f_ve, t_noise=math.log(s_max), t_data=math.log(s_min),
+                               noise_std=math.sqrt(1 + s_max**2), perturb=lambda x, u, e: x + math.exp(float(u)) * e)
+    raise ValueError(f"teacher {type(teacher).__name__} exposes no probability_flow(); use a "
+                     + ", ".join(TEACHER_FAMILIES) + " model")
+
+
+def snr_matched_times(flow: ProbabilityFlow, levels: list[float]) -> list[float]:
+    """The teacher time at which its log-SNR ``2 log(alpha_t / sigma_t)`` equals the straight
+    path's at each level ``s``, ``2 log(s / (1 - s))`` (clipped to the teacher's range).
+
+    Level ``s`` then means the same noise level whatever the teacher: scaled to unit variance
+    (``x / sqrt(alpha^2 + sigma^2)``) the VP, VE and straight-path marginals at matched SNR
+    are one and the same, and so are their probability-flow ODEs up to that scaling, so the
+    student learns one map. For flow matching the times are the levels themselves.
+    """
+    one, zero = torch.ones(1, 1), torch.zeros(1, 1)
+
+    def log_snr(r: float) -> float:
+        t = flow.t_noise + (flow.t_data - flow.t_noise) * r
+        a, s = abs(float(flow.perturb(one, t, zero))), abs(float(flow.perturb(zero, t, one)))
+        with np.errstate(divide="ignore"):
+            return float(2 * (np.log(a) - np.log(s)))
+
+    out = []
+    for s in levels:
+        with np.errstate(divide="ignore"):
+            want = float(2 * (np.log(s) - np.log1p(-s))) if 0 < s < 1 else (-math.inf if s <= 0 else math.inf)
+        lo, hi = 0.0, 1.0
+        if want <= log_snr(0.0):
+            r = 0.0
+        elif want >= log_snr(1.0):
+            r = 1.0
+        else:
+            for _ in range(60):  # log-SNR rises from the noise end (r = 0) to the data end (r = 1)
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if log_snr(mid) < want else (lo, mid)
+            r = 0.5 * (lo + hi)
+        out.append(flow.t_noise + (flow.t_data - flow.t_noise) * r)
+    return out
 
 
 @register("consistency")
@@ -90,6 +202,18 @@ class Consistency(TorchGenerativeModel):
     likelihood_kind = "none"
     _capabilities = frozenset({"sample", "impute", "conditional"})
     summary = "consistency model: 1-4 step sampler distilled from a flow/diffusion ODE (or trained alone)"
+    budget_params = {"max_steps": 50, "teacher_steps": 50, "pool_size": 1000}  # student, teacher, trajectories
+    _parameter_constraints = {
+        **TRAINING,
+        "teacher": [None, _TeacherSpec()],
+        "objective": [Options(("cd", "ct"))], "n_levels": [Interval(int, 2, None)], "teacher_steps": POSITIVE_INT,
+        "teacher_guidance": NON_NEGATIVE, "pool_size": POSITIVE_INT, "pool_substeps": POSITIVE_INT,
+        "ct_levels": [Sequence(POSITIVE_INT, length=2, increasing=True)], "hidden": POSITIVE_INT,
+        "layers": POSITIVE_INT, "time_dim": POSITIVE_INT, "time_scale": POSITIVE,
+        "fourier_features": NON_NEGATIVE_INT, "fourier_scale": POSITIVE, "label_dropout": UNIT_OPEN_RIGHT,
+        "ema_decay": UNIT_OPEN_RIGHT, "sample_steps": POSITIVE_INT, "sample_times": [Sequence(UNIT)],
+        "impute_steps": POSITIVE_INT,
+    }
 
     def __init__(self, *, teacher=None, objective: str = "cd", n_levels: int = 16, teacher_steps: int = 3000,
                  teacher_guidance: float = 1.0, pool_size: int = 20000, pool_substeps: int = 1,
@@ -199,12 +323,8 @@ class Consistency(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ fit: teacher, pool, student
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
-        if self.objective not in ("cd", "ct"):
-            raise ValueError(f"objective must be 'cd' or 'ct'; got {self.objective!r}")
         if self.teacher is not None and self.objective != "cd":
             raise ValueError("a teacher is only used by objective='cd'")
-        if int(self.n_levels) < 2:
-            raise ValueError(f"n_levels must be >= 2; got {self.n_levels}")
         self._eps = 1e-3
         self.levels_ = level_grid(int(self.n_levels), self._eps)
         self.teacher_family_ = None
@@ -216,21 +336,24 @@ class Consistency(TorchGenerativeModel):
             self._ct_n = int(self.ct_levels[0])
             super()._fit_std(Z, y, seed)
             return
-        flow, to_teacher, to_student = self._teacher_flow(Z, y, seed)
-        pool, yp = self._pool(flow, to_teacher, y is not None, seed + 1)
+        flow, to_student = self._teacher_flow(Z, y, seed)
+        pool, yp = self._pool(flow, y is not None, seed + 1)
         self._phase = "cd"
         self._student_init = getattr(self, "_teacher_module", None) if self.teacher is None else None
         try:
             super()._fit_std(pool, yp, seed + 2)
         finally:
-            self._student_init = self._teacher_module = None
+            self._student_init = self._teacher_module = self._teacher_model = None
         self.to_student_ = to_student
 
     def _teacher_flow(self, Z: np.ndarray, y: np.ndarray | None, seed: int):
-        """The teacher's ODE, and affine maps between the student's and the teacher's coordinates."""
+        """The teacher's ODE (unconditional field) and the affine map from the teacher's standardised
+        coordinates to the student's; sets the levels' teacher times and re-noising kernel."""
         d = Z.shape[1]
         ident = (np.zeros(d), np.ones(d))
+        s = self.levels_.tolist()
         if self.teacher is None:  # internal flow-matching teacher on the same data
+            self._teacher_model = None
             self._phase = "teacher"
             old = self.max_steps
             try:
@@ -244,13 +367,12 @@ class Consistency(TorchGenerativeModel):
             self._teacher_net = net
             flow = ProbabilityFlow(lambda x, t: net(x, t, None), 0.0, 1.0, 1.0,
                                    perturb=lambda x, t, e: (1 - t) * e + t * x)
+            # unscaled levels: the student starts from the teacher's weights, so it sees what the teacher saw
+            self._teacher_times, self._level_scale = s, np.ones(len(s))
             self.alpha_, self.sigma_ = self.levels_.clone(), 1 - self.levels_
             self.noise_std_ = 1.0
-            return flow, ident, ident
+            return flow, ident
         teacher = self.teacher
-        if not hasattr(teacher, "probability_flow"):
-            raise ValueError(f"teacher {type(teacher).__name__} exposes no probability_flow(); use a flow_matching, "
-                             "rectified_flow, diffusion or score model")
         if not getattr(teacher, "__sklearn_is_fitted__", lambda: False)():
             X = Z * self.scale_ + self.loc_
             teacher = clone(teacher).fit(X, None if y is None else self.classes_[y])
@@ -261,55 +383,72 @@ class Consistency(TorchGenerativeModel):
             raise ValueError("a conditional student needs a teacher fitted with the same labels")
         self.teacher_family_ = teacher.family
         self._teacher_model = teacher
-        flow = teacher.probability_flow()
+        flow = teacher_flow(teacher)
         # student standardised z -> data x -> teacher standardised z_t: z_t = z * a + b
         a = self.scale_ / teacher.scale_
         b = (self.loc_ - teacher.loc_) / teacher.scale_
-        to_teacher = (b, a)
         to_student = (-b / a, 1 / a)
-        t_of = self._teacher_time(flow)
-        if flow.perturb is not None:  # tabulate the forward marginal alpha_s x + sigma_s eps on the levels
-            one = torch.ones(1, 1)
-            self.alpha_ = torch.tensor([float(flow.perturb(one, t_of(s), 0 * one)) for s in self.levels_.tolist()])
-            self.sigma_ = torch.tensor([float(flow.perturb(0 * one, t_of(s), one)) for s in self.levels_.tolist()])
-        else:
+        if flow.perturb is None:  # no forward marginal: levels evenly in the teacher's time, one step only
+            self._teacher_times = [flow.t_noise + (flow.t_data - flow.t_noise) * v for v in s]
+            self._level_scale = np.ones(len(s))
             self.alpha_ = self.sigma_ = None
-        self.noise_std_ = float(flow.noise_std)
-        return flow, to_teacher, to_student
-
-    @staticmethod
-    def _teacher_time(flow: ProbabilityFlow):
-        return lambda s: flow.t_noise + (flow.t_data - flow.t_noise) * float(s)
+            self.noise_std_ = float(flow.noise_std)
+            return flow, to_student
+        # each level at the teacher time of its noise level; its points scaled to unit variance, so
+        # that the student's inputs and re-noising kernel, alpha_ x + sigma_ eps, are the same for
+        # every teacher (alpha_^2 + sigma_^2 = 1)
+        ts = self._teacher_times = snr_matched_times(flow, s)
+        one = torch.ones(1, 1)
+        al = np.array([abs(float(flow.perturb(one, t, 0 * one))) for t in ts])
+        si = np.array([abs(float(flow.perturb(0 * one, t, one))) for t in ts])
+        c = self._level_scale = np.sqrt(al**2 + si**2)
+        self.alpha_ = torch.tensor(al / c, dtype=torch.float32)
+        self.sigma_ = torch.tensor(si / c, dtype=torch.float32)
+        self.noise_std_ = float(flow.noise_std) / float(c[0])
+        return flow, to_student
 
     @torch.no_grad()
-    def _pool(self, flow: ProbabilityFlow, to_teacher, labelled: bool, seed: int):
-        """``pool_size`` teacher trajectories through every level: rows of ``(N + 1) * D`` (teacher coordinates)."""
+    def _pool(self, flow: ProbabilityFlow, labelled: bool, seed: int):
+        """``pool_size`` teacher trajectories through every level: rows of ``(N + 1) * D`` in the
+        teacher's coordinates, each level's point divided by its marginal scale (1 for the internal
+        teacher). With labels, a ``label_dropout`` share follows the teacher's unconditional field
+        under the null label, so that the student has an unconditional map too (imputation uses it)."""
         dev = torch.device(self.device_)
         n, d = int(self.pool_size), int(self.n_features_in_)
-        yp = np.random.default_rng(seed).choice(self.n_classes_, size=n, p=self.class_prior_) if labelled else None
-        s = self.levels_.tolist()
-        t_of = self._teacher_time(flow)
+        yp = None
+        if labelled:
+            rng = np.random.default_rng(seed)
+            yp = rng.choice(self.n_classes_, size=n, p=self.class_prior_)
+            yp[rng.random(n) < float(self.label_dropout)] = self.n_classes_  # the null label
+        ts = self._teacher_times
+        scale = torch.as_tensor(self._level_scale, dtype=torch.float32, device=dev)[None, :, None]
         out = []
         with torch_seed(seed, dev):
             for a in range(0, n, 8192):
                 m = min(8192, n - a)
-                f = flow.f
-                if labelled:
-                    yt = self._labels(yp[a:a + m])
-                    f = self._labelled_teacher_field(yt)
                 x = float(flow.noise_std) * torch.randn(m, d, device=dev)
-                traj = [x]
-                for k in range(len(s) - 1):
-                    x, _ = integrate(f, x, t_of(s[k]), t_of(s[k + 1]), method="rk4", steps=int(self.pool_substeps))
-                    traj.append(x)
-                out.append(torch.stack(traj, 1).reshape(m, -1).cpu().numpy())  # (m, (N + 1) * D)
-        del to_teacher  # trajectories stay in the teacher's coordinates; sampling maps back
+                groups = [(torch.arange(m, device=dev), flow.f)]
+                if labelled:
+                    yc = self._labels(yp[a:a + m])
+                    null = yc == self.n_classes_
+                    groups = [(torch.nonzero(~null)[:, 0], self._teacher_field(yc[~null])),
+                              (torch.nonzero(null)[:, 0], self._teacher_field(None))]
+                traj = torch.empty(m, len(ts), d, device=dev)
+                for rows, f in groups:
+                    if len(rows) == 0:
+                        continue
+                    xr = traj[rows, 0] = x[rows]
+                    for k in range(len(ts) - 1):
+                        xr, _ = integrate(f, xr, ts[k], ts[k + 1], method="rk4", steps=int(self.pool_substeps))
+                        traj[rows, k + 1] = xr
+                out.append((traj / scale).reshape(m, -1).cpu().numpy())  # (m, (N + 1) * D)
         return np.concatenate(out), yp
 
-    def _labelled_teacher_field(self, yt: torch.Tensor):
-        g = float(self.teacher_guidance)
-        if getattr(self, "_teacher_model", None) is not None:
-            return self._teacher_model.probability_flow(yt, g).f
+    def _teacher_field(self, yt: torch.Tensor | None):
+        """The teacher's ODE field for labels ``yt``, guided by ``teacher_guidance``; unconditional for None."""
+        g = float(self.teacher_guidance) if yt is not None else 1.0
+        if self._teacher_model is not None:
+            return teacher_flow(self._teacher_model, yt, g).f
         return guided_velocity(self._teacher_net, yt, g, self.n_classes_)
 
     # ------------------------------------------------------------------ sampling

@@ -54,8 +54,21 @@ from torch import nn
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn.mlp import ConditionedMLP
 from genzoo.nn.targets import batch_posterior_mean
+from genzoo.objectives.guidance import drop_labels, guided
+from genzoo.params import (
+    ANY_REAL,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    ODE_METHOD,
+    POSITIVE,
+    POSITIVE_INT,
+    TRAINING,
+    UNIT_OPEN_RIGHT,
+    InstanceOf,
+    Options,
+)
 from genzoo.registry import register
-from genzoo.samplers.ancestral import guided, log_snr_grid, sample_loop
+from genzoo.samplers.ancestral import log_snr_grid, sample_loop
 from genzoo.samplers.ode import log_likelihood
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr, get_schedule
 
@@ -109,7 +122,19 @@ class Diffusion(TorchGenerativeModel):
 
     likelihood_kind = "exact"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
+    _has_null_label = True
     summary = "DDPM (cosine schedule, v-prediction): ancestral/DDIM sampling, guidance, PF-ODE likelihood"
+    _parameter_constraints = {
+        **TRAINING, "schedule": [Options(("cosine", "logsnr", "linear", "ddpm_linear", "ddpm_cosine")),
+                                 InstanceOf(NoiseSchedule)],
+        "log_snr_min": ANY_REAL, "log_snr_max": ANY_REAL, "parameterization": [Options(("v", "eps", "x0"))],
+        "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
+        "fourier_scale": POSITIVE, "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "label_dim": POSITIVE_INT,
+        "label_dropout": UNIT_OPEN_RIGHT, "ema_decay": UNIT_OPEN_RIGHT, "stable_target": ["boolean"],
+        "sample_steps": POSITIVE_INT, "sampler": [Options(("ancestral", "ddim"))], "guidance": NON_NEGATIVE,
+        "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT, "likelihood_steps": POSITIVE_INT,
+        "likelihood_method": ODE_METHOD,
+    }
 
     def __init__(self, *, schedule: str = "cosine", log_snr_min: float = -15.0, log_snr_max: float = 15.0,
                  parameterization: str = "v", hidden: int = 128, layers: int = 4,
@@ -160,13 +185,7 @@ class Diffusion(TorchGenerativeModel):
         return get_schedule(self.schedule)
 
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if self.parameterization not in ("v", "eps", "x0"):
-            raise ValueError(f"parameterization must be 'v', 'eps' or 'x0'; got {self.parameterization!r}")
-        if not 0 <= float(self.label_dropout) < 1:
-            raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
-        if not 0 <= float(self.ema_decay) < 1:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
-        self._noise_schedule()  # validates the schedule's name and range
+        self._noise_schedule()  # checks log_snr_min < log_snr_max
         return Denoiser(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                         time_dim=int(self.time_dim), time_scale=float(self.time_scale), label_dim=int(self.label_dim),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale))
@@ -186,12 +205,6 @@ class Diffusion(TorchGenerativeModel):
             return (x - a * out) / s
         return out
 
-    def _drop_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
-        if y is None:
-            return None
-        drop = torch.rand(y.shape, device=y.device) < float(self.label_dropout)
-        return torch.where(drop, torch.full_like(y, self.n_classes_), y)
-
     # ------------------------------------------------------------------ objective
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None, ema: bool = False,
               t: torch.Tensor | None = None, stable: bool | None = None) -> torch.Tensor:
@@ -201,7 +214,7 @@ class Diffusion(TorchGenerativeModel):
         a, s = (c[:, None] for c in alpha_sigma_from_log_snr(lam))
         eps = torch.randn_like(z)
         x_t = a * z + s * eps  # (B, D)
-        y_in = self._drop_labels(y)
+        y_in = drop_labels(y, float(self.label_dropout), self.n_classes_)
         out = self.module_(x_t, lam, y_in, ema=ema)
         stable = bool(self.stable_target) if stable is None else stable
         if stable:  # E[x0 | x_t] over the batch, and the noise it implies
@@ -230,24 +243,11 @@ class Diffusion(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ noise predictor
     def _eps_fn(self, y: torch.Tensor | None, w: float):
-        """``eps_fn(x, lam)`` for the samplers: conditional, unconditional or guided (one batched call)."""
+        """``eps_fn(x, lam)`` for the samplers and its cost per call: conditional (labels ``y``),
+        unconditional (``y=None``) or guided by ``w`` (``genzoo.objectives.guidance``)."""
         net = self.module_
-
-        def uncond(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-            null = None if not self.n_classes_ else torch.full((len(x),), self.n_classes_, device=x.device)
-            return self._to_eps(net(x, lam, null, ema=True), x, lam)
-
-        if y is None or w == 0:
-            return uncond, 1
-        if w == 1:
-            return (lambda x, lam: self._to_eps(net(x, lam, y, ema=True), x, lam)), 1
-
-        def guided_eps(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-            yy = torch.cat([y, torch.full_like(y, self.n_classes_)])
-            e = self._to_eps(net(torch.cat([x, x]), lam, yy, ema=True), torch.cat([x, x]), lam)
-            return guided(e[: len(x)], e[len(x):], w)
-
-        return guided_eps, 2
+        null = self.n_classes_ if self.n_classes_ else None
+        return guided(lambda x, lam, yy: self._to_eps(net(x, lam, yy, ema=True), x, lam), y, w, null)
 
     # ------------------------------------------------------------------ sampling
     def _reverse(self, n: int, y: np.ndarray | None, seed: int, steps: int | None, sampler: str | None,
@@ -304,8 +304,8 @@ class Diffusion(TorchGenerativeModel):
         return out
 
     # ------------------------------------------------------------------ likelihood
-    def _log_prob_std(self, Z: np.ndarray, steps: int | None = None, method: str | None = None,
-                      batch: int = 8192) -> np.ndarray:
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,
+                      method: str | None = None, batch: int = 8192) -> np.ndarray:
         """log p(z) of the probability-flow ODE, integrated in log-SNR time from data to noise.
 
         With ``u`` running 0 -> 1 as ``lambda`` goes from ``lambda_max`` to ``lambda_min``,
@@ -318,18 +318,21 @@ class Diffusion(TorchGenerativeModel):
         method = self.likelihood_method if method is None else method
         sched = self._noise_schedule()
         lo, hi = sched.lambda_min, sched.lambda_max
-        eps_fn, _ = self._eps_fn(None, 0.0)
+        yt = self._labels(y)
 
-        def f(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du
-            lam = hi + u[0] * (lo - hi)
-            s = torch.sigmoid(-lam).sqrt()
-            return 0.5 * s * (s * x - eps_fn(x, lam)) * (lo - hi)
+        def field(eps_fn):
+            def f(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du
+                lam = hi + u[0] * (lo - hi)
+                s = torch.sigmoid(-lam).sqrt()
+                return 0.5 * s * (s * x - eps_fn(x, lam)) * (lo - hi)
+            return f
 
         d = Z.shape[1]
         a_max = math.sqrt(1 / (1 + math.exp(-hi)))
         out = []
         for i in range(0, len(Z), int(batch)):
             x = self._tensor(Z[i:i + int(batch)]) * a_max
+            f = field(self._eps_fn(None if yt is None else yt[i:i + int(batch)], 1.0)[0])
             lp, nfe = log_likelihood(f, x, 0.0, 1.0, method=method, steps=steps)
             out.append(lp.double() + d * math.log(a_max))
         self.last_nfe_ = nfe

@@ -63,6 +63,7 @@ from torch import nn
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.errors import UnsupportedError
 from genzoo.nn.mlp import MLP
+from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT, Interval, Options
 from genzoo.registry import register
 from genzoo.samplers.langevin import geometric_schedule, mala
 
@@ -111,6 +112,14 @@ class EBM(TorchGenerativeModel):
     exact_sampler: ClassVar[str | None] = "grid"  # <= 2-D: inverse CDF on the quadrature grid
     _capabilities = frozenset({"sample", "log_prob", "impute"})
     summary = "energy-based model, contrastive divergence with persistent Langevin chains"
+    _parameter_constraints = {
+        **TRAINING, "objective": [Options(("cd", "dsm"))], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "n_freq": NON_NEGATIVE_INT, "alpha": NON_NEGATIVE, "chain_steps": POSITIVE_INT, "chain_step_size": POSITIVE,
+        "buffer_size": POSITIVE_INT, "reinit_frac": UNIT, "dsm_sigma": POSITIVE,
+        "sampler": [Options(("langevin", "grid"))], "sample_init": [Options(("chains", "uniform"))],
+        "init_temperature": [Interval(float, 1, None)], "sample_steps": [Interval(int, 2, None)],
+        "quad_points": [Interval(int, 2, None)], "ais_steps": POSITIVE_INT, "ais_chains": POSITIVE_INT,
+    }
 
     def __init__(self, *, objective: str = "cd", hidden: int = 64, layers: int = 3, n_freq: int = 6,
                  alpha: float = 0.01, chain_steps: int = 10, chain_step_size: float = 1e-3,
@@ -149,12 +158,6 @@ class EBM(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if self.objective not in ("cd", "dsm"):
-            raise ValueError(f"objective must be 'cd' or 'dsm'; got {self.objective!r}")
-        if self.sampler not in ("langevin", "grid"):
-            raise ValueError(f"sampler must be 'langevin' or 'grid'; got {self.sampler!r}")
-        if self.sample_init not in ("chains", "uniform"):
-            raise ValueError(f"sample_init must be 'chains' or 'uniform'; got {self.sample_init!r}")
         return EnergyNet(dim, int(self.hidden), int(self.layers), int(self.n_freq))
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:

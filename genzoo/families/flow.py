@@ -62,6 +62,7 @@ from genzoo.nn.coupling import (
     coupling_partitions,
 )
 from genzoo.nn.mlp import LabelEmbedding
+from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
 
 _CHUNK = 32_768  # rows per forward pass when scoring large arrays
@@ -113,6 +114,12 @@ class Flow(TorchGenerativeModel):
     likelihood_kind = "exact"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary = "Coupling normalising flow (mixture-CDF, spline or affine couplings); exact likelihood and sampling"
+    _parameter_constraints = {
+        **TRAINING, "coupling": [Options(("mixture", "spline", "affine"))], "n_layers": POSITIVE_INT,
+        "hidden": POSITIVE_INT, "blocks": NON_NEGATIVE_INT, "bins": POSITIVE_INT, "components": POSITIVE_INT,
+        "tail_bound": POSITIVE, "data_init": ["boolean"], "fourier": NON_NEGATIVE_INT, "label_dim": POSITIVE_INT,
+        "weight_decay": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT,
+    }
 
     def __init__(self, *, coupling: str = "mixture", n_layers: int = 6, hidden: int = 64, blocks: int = 1,
                  bins: int = 16, components: int = 16, tail_bound: float = 3.0, data_init: bool = True,
@@ -147,15 +154,6 @@ class Flow(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if self.coupling not in ("spline", "mixture", "affine"):
-            raise ValueError(f"coupling must be 'spline', 'mixture' or 'affine'; got {self.coupling!r}")
-        for name in ("n_layers", "hidden", "bins", "components", "label_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if int(self.blocks) < 0:
-            raise ValueError(f"blocks must be >= 0; got {self.blocks}")
-        if not float(self.tail_bound) > 0:
-            raise ValueError(f"tail_bound must be positive; got {self.tail_bound}")
         return FlowNet(dim, n_classes, coupling=self.coupling, n_layers=int(self.n_layers),
                        hidden=int(self.hidden), blocks=int(self.blocks), bins=int(self.bins),
                        tail_bound=float(self.tail_bound), label_dim=int(self.label_dim),
@@ -170,8 +168,6 @@ class Flow(TorchGenerativeModel):
             self.module_.transform.initialize(z, self.module_.context(None, len(z)), n_blocks=n_blocks)
 
     def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        if not 0 <= float(self.ema_decay) < 1:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
         params = list(self.module_.parameters())
         self._ema = [p.detach().clone() for p in params] if self.ema_decay else None
         self._ema_best, self._ema_best_state = math.inf, None
@@ -226,19 +222,15 @@ class Flow(TorchGenerativeModel):
             self._ema = self._ema_best_state = None
 
     # ------------------------------------------------------------------ density and sampling
-    def _log_prob_std(self, Z) -> np.ndarray:
-        """Exact log-density in standardised space; the marginal over classes when fitted with labels."""
+    def _log_prob_std(self, Z, y: np.ndarray | None = None) -> np.ndarray:
+        """Exact log p(z | y) in standardised space (the base class forms the marginal over classes)."""
         net = self.module_
+        yt = self._labels(y)
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), _CHUNK):
-                z = self._tensor(Z[a:a + _CHUNK])
-                if not self.n_classes_:
-                    out.append(net.log_prob(z).double().cpu())
-                    continue
-                per_class = [net.log_prob(z, torch.full((len(z),), k, dtype=torch.long, device=z.device)).double()
-                             + math.log(max(float(self.class_prior_[k]), 1e-300)) for k in range(self.n_classes_)]
-                out.append(torch.logsumexp(torch.stack(per_class, 1), 1).cpu())
+                out.append(net.log_prob(self._tensor(Z[a:a + _CHUNK]), None if yt is None else yt[a:a + _CHUNK])
+                           .double().cpu())
         return torch.cat(out).numpy()
 
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int) -> torch.Tensor:

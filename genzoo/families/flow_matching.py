@@ -77,13 +77,23 @@ from genzoo.nn.velocity import (
     LinearPathImputation,
     VelocityModel,
     cfm_loss,
-    guided_velocity,
     log_time,
     use_stable_target,
     velocity_net,
 )
+from genzoo.objectives.guidance import guided_velocity
+from genzoo.params import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    ODE_METHOD,
+    POSITIVE,
+    POSITIVE_INT,
+    TRAINING,
+    UNIT_OPEN_RIGHT,
+    Options,
+)
 from genzoo.registry import register
-from genzoo.samplers.ode import METHODS, ProbabilityFlow, integrate, log_likelihood
+from genzoo.samplers.ode import ProbabilityFlow, integrate, log_likelihood
 
 
 @register("flow_matching")
@@ -99,7 +109,18 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
 
     likelihood_kind = "exact"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
+    _has_null_label = True
     summary = "flow matching (linear path, stable target or minibatch OT): ODE sampling, exact likelihood, guidance"
+    _parameter_constraints = {
+        **TRAINING, "coupling": [Options(("independent", "ot"))], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "fourier_features": NON_NEGATIVE_INT,
+        "fourier_scale": POSITIVE, "time_dist": [Options(("uniform", "end"))],
+        "stable_target": [Options(("auto",)), "boolean"], "label_dropout": UNIT_OPEN_RIGHT,
+        "guidance": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT, "sampler": ODE_METHOD,
+        "sample_steps": POSITIVE_INT, "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT,
+        "rtol": POSITIVE, "atol": POSITIVE, "impute_method": [Options(("auto", "grid", "repaint"))],
+        "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
+    }
 
     def __init__(self, *, coupling: str = "independent", hidden: int = 128, layers: int = 4, time_dim: int = 32,
                  time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
@@ -144,16 +165,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if self.coupling not in ("ot", "independent"):
-            raise ValueError(f"coupling must be 'ot' or 'independent'; got {self.coupling!r}")
-        use_stable_target(self.stable_target, self.coupling)  # validates the option
-        if not 0 <= float(self.label_dropout) < 1:
-            raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
-        if not 0 <= float(self.ema_decay) < 1:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
-        for name in ("sampler", "likelihood_method"):
-            if getattr(self, name) not in METHODS:
-                raise ValueError(f"{name} must be one of {', '.join(METHODS)}; got {getattr(self, name)!r}")
+        use_stable_target(self.stable_target, self.coupling)  # stable_target=True needs independent noise
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
@@ -225,14 +237,15 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         return x1
 
     # ------------------------------------------------------------------ likelihood
-    def _log_prob_std(self, Z: np.ndarray, steps: int | None = None, method: str | None = None,
-                      batch: int = 8192) -> np.ndarray:
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,
+                      method: str | None = None, batch: int = 8192) -> np.ndarray:
         """Exact log p(z) through the ODE: integrate [z, log det] from data (t = 1) back to noise."""
         steps = int(self.likelihood_steps if steps is None else steps)
         method = method or self.likelihood_method
-        f = log_time(self.probability_flow(None).f)
+        yt = self._labels(y)
         out, nfe = [], 0
         for a in range(0, len(Z), int(batch)):
+            f = log_time(self.probability_flow(None if yt is None else yt[a:a + int(batch)], 1.0).f)
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
                                      steps=steps, rtol=float(self.rtol), atol=float(self.atol))
             out.append(lp.double())

@@ -57,6 +57,7 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn import MLP, ConditionedMLP, LabelEmbedding
+from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
 
 
@@ -152,6 +153,15 @@ class GAN(TorchGenerativeModel):
     likelihood_kind: ClassVar[str] = "none"
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "impute", "conditional"})
     summary: ClassVar[str] = "non-saturating GAN, R1 penalty, weight EMA, discriminator rejection (no density)"
+    _parameter_constraints: ClassVar[dict] = {
+        **TRAINING, "latent_dim": POSITIVE_INT, "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "d_hidden": POSITIVE_INT, "d_layers": POSITIVE_INT, "stabilize": ["boolean"], "pack": POSITIVE_INT,
+        "r1_gamma": NON_NEGATIVE, "r1_every": POSITIVE_INT, "ema_decay": UNIT_OPEN_RIGHT, "d_lr_ratio": POSITIVE,
+        "rejection": ["boolean"], "rejection_steps": NON_NEGATIVE_INT,
+        "rejection_quantile": [Interval(float, 0, 1, closed="right")], "fourier_features": NON_NEGATIVE_INT,
+        "fourier_scale": POSITIVE, "impute_starts": POSITIVE_INT, "impute_steps": NON_NEGATIVE_INT,
+        "impute_tol": POSITIVE,
+    }
 
     def __init__(self, *, latent_dim: int = 8, hidden: int = 128, layers: int = 3, d_hidden: int = 128,
                  d_layers: int = 3, stabilize: bool = True, pack: int = 1, r1_gamma: float = 0.1,
@@ -199,19 +209,6 @@ class GAN(TorchGenerativeModel):
         return bool(self.stabilize and self.rejection)
 
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        for name in ("latent_dim", "hidden", "layers", "d_hidden", "d_layers", "pack", "r1_every",
-                     "impute_starts"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if int(self.fourier_features) < 0 or not float(self.fourier_scale) > 0:
-            raise ValueError(f"fourier_features must be >= 0 and fourier_scale > 0; got "
-                             f"{self.fourier_features}, {self.fourier_scale}")
-        if not 0 <= float(self.ema_decay) < 1:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
-        if float(self.r1_gamma) < 0 or not float(self.d_lr_ratio) > 0:
-            raise ValueError(f"r1_gamma must be >= 0 and d_lr_ratio > 0; got {self.r1_gamma}, {self.d_lr_ratio}")
-        if not 0 < float(self.rejection_quantile) <= 1 or int(self.rejection_steps) < 0:
-            raise ValueError("rejection_quantile must be in (0, 1] and rejection_steps >= 0")
         if self._pack() > int(self.batch_size):
             raise ValueError(f"pack ({self.pack}) must not exceed batch_size ({self.batch_size})")
         return GANNet(dim, int(self.latent_dim), int(self.hidden), int(self.layers), int(self.d_hidden),

@@ -30,7 +30,8 @@ density zero under the model; they get the finite floor ``OUTSIDE_LOG_DENSITY`` 
 in standardised units), so means stay finite while such rows are clearly flagged.
 
 Conditioning: a label embedding with classifier-free guidance (``label_dropout`` during
-training, ``guidance=w`` at sampling mixes logits as ``(1 + w) cond - w uncond``).
+training); ``guidance=g`` at sampling mixes log-probabilities as ``uncond + g (cond - uncond)``,
+genzoo's one convention (g = 1 plain conditional, the default; g = 0 unconditional).
 Imputation: observed coordinates become unmasked tokens and only the missing ones are
 sampled -- the model's own conditional, to the resolution of a bin.
 """
@@ -48,6 +49,8 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn.mlp import ConditionedMLP
+from genzoo.objectives.guidance import drop_labels, guided
+from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
 
 BIN_PAD = 0.05  # the binned range: training range padded by this fraction of the span, each side
@@ -86,10 +89,16 @@ class MaskedDiffusion(TorchGenerativeModel):
 
     likelihood_kind: ClassVar[str] = "bound"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
+    _has_null_label = True
     summary = "masked (absorbing-state) discrete diffusion over binned coordinates, ELBO density bound"
+    _parameter_constraints = {
+        **TRAINING, "n_bins": [Interval(int, 2, None)], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "steps": [*POSITIVE_INT, None], "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
+        "exact_max_dim": NON_NEGATIVE_INT, "n_mc": POSITIVE_INT,
+    }
 
     def __init__(self, *, n_bins: int = 256, hidden: int = 128, layers: int = 3, steps: int | None = None,
-                 label_dropout: float = 0.1, guidance: float = 0.0, exact_max_dim: int = 8,
+                 label_dropout: float = 0.1, guidance: float = 1.0, exact_max_dim: int = 8,
                  n_mc: int = 64, max_steps: int = 4000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 6,
                  random_state=None, device: str = "auto", verbose: int = 1):
@@ -113,10 +122,6 @@ class MaskedDiffusion(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ tokens
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if int(self.n_bins) < 2:
-            raise ValueError(f"n_bins must be >= 2; got {self.n_bins}")
-        if not 0 <= float(self.label_dropout) < 1:
-            raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
         return MaskPredictor(dim, int(self.n_bins), int(self.hidden), int(self.layers), n_classes)
 
     def _bin_edges(self) -> tuple[np.ndarray, np.ndarray]:
@@ -140,13 +145,13 @@ class MaskedDiffusion(TorchGenerativeModel):
         return self._tensor(lo) + (tokens.float() + u) * self._tensor(w)
 
     # ------------------------------------------------------------------ objective
-    def _logits(self, tokens: torch.Tensor, y: torch.Tensor | None, guidance: float = 0.0) -> torch.Tensor:
-        """Log-probabilities (B, D, n_bins); with labels and ``guidance`` w, (1 + w) cond - w uncond."""
-        lp = F.log_softmax(self.module_(tokens, y), -1)
-        if y is not None and guidance:
-            lp_u = F.log_softmax(self.module_(tokens, None), -1)
-            lp = F.log_softmax((1 + guidance) * lp - guidance * lp_u, -1)
-        return lp
+    def _logits(self, tokens: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
+        """Log-probabilities (B, D, n_bins) given labels ``y`` (None: the null label), with guidance
+        ``g`` mixing the log-probabilities as ``uncond + g (cond - uncond)`` and renormalising."""
+        null = self.n_classes_ if self.n_classes_ else None
+        fn, _ = guided(lambda t, yy: F.log_softmax(self.module_(t, yy), -1), y, guidance, null)
+        lp = fn(tokens)
+        return lp if (y is None or guidance in (0, 1)) else F.log_softmax(lp, -1)
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         x, _ = self.tokenize(z)  # (B, D)
@@ -154,8 +159,7 @@ class MaskedDiffusion(TorchGenerativeModel):
         m = torch.randint(1, d + 1, (b, 1), device=x.device)  # number of masked tokens, uniform 1..D
         rank = torch.rand(b, d, device=x.device).argsort(1).argsort(1)  # a random permutation per row
         mask = rank < m  # (B, D): a uniformly random m-subset
-        if y is not None and self.label_dropout > 0:
-            y = torch.where(torch.rand(b, device=y.device) < self.label_dropout, self.n_classes_, y)
+        y = drop_labels(y, float(self.label_dropout), self.n_classes_)
         lp = F.log_softmax(self.module_(torch.where(mask, -1, x), y), -1)  # (B, D, K)
         ce = -lp.gather(2, x[..., None])[..., 0] * mask  # (B, D)
         return (d / m[:, 0] * ce.sum(1)).mean()
@@ -196,11 +200,13 @@ class MaskedDiffusion(TorchGenerativeModel):
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         return float(-self._bound(z, y).mean())
 
-    def _log_prob_std(self, Z):
+    def _log_prob_std(self, Z, y: np.ndarray | None = None):
+        """The ELBO on log p(z | y) (``y``: class indices, None for the null label)."""
+        yt = self._labels(y)
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), 8192):
-                out.append(self._bound(self._tensor(Z[a:a + 8192])))
+                out.append(self._bound(self._tensor(Z[a:a + 8192]), None if yt is None else yt[a:a + 8192]))
         return torch.cat(out)
 
     # ------------------------------------------------------------------ sampling
@@ -215,7 +221,7 @@ class MaskedDiffusion(TorchGenerativeModel):
         if steps < 1:
             raise ValueError(f"steps must be a positive integer; got {steps}")
         # reveal order: masked positions in a random order (ranks 0..n_mask-1), observed ones last
-        key = torch.where(masked, torch.rand(b, d, device=tokens.device), torch.full((b, d), 2.0))
+        key = torch.where(masked, torch.rand(b, d, device=tokens.device), torch.full((b, d), 2.0, device=tokens.device))
         rank = key.argsort(1).argsort(1)  # (B, D)
         nfe = 0
         revealed_before = torch.zeros(b, dtype=torch.long, device=tokens.device)
@@ -228,7 +234,7 @@ class MaskedDiffusion(TorchGenerativeModel):
             lp = self._logits(tokens, y, guidance)  # (B, D, K)
             draw = torch.distributions.Categorical(logits=lp).sample()  # (B, D)
             tokens = torch.where(new, draw, tokens)
-            nfe += 1 + (1 if (y is not None and guidance) else 0)
+            nfe += 1 + (1 if (y is not None and guidance not in (0, 1)) else 0)
         self.last_nfe_ = nfe
         return tokens
 
@@ -248,6 +254,6 @@ class MaskedDiffusion(TorchGenerativeModel):
             z = self._tensor(np.where(miss, 0.0, Z))
             tokens, _ = self.tokenize(z)
             m = torch.as_tensor(miss, device=dev)
-            tokens = self._unmask(torch.where(m, -1, tokens), None, steps, 0.0)
+            tokens = self._unmask(torch.where(m, -1, tokens), None, steps, 1.0)
             out = torch.where(m, self.detokenize(tokens), z)
         return out

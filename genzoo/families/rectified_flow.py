@@ -87,14 +87,24 @@ from genzoo.nn.velocity import (
     LinearPathImputation,
     VelocityModel,
     cfm_loss,
-    guided_velocity,
     log_time,
     path_energy,
     use_stable_target,
     velocity_net,
 )
+from genzoo.objectives.guidance import guided_velocity
+from genzoo.params import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    ODE_METHOD,
+    POSITIVE,
+    POSITIVE_INT,
+    TRAINING,
+    UNIT_OPEN_RIGHT,
+    Options,
+)
 from genzoo.registry import register
-from genzoo.samplers.ode import METHODS, ProbabilityFlow, integrate, log_likelihood
+from genzoo.samplers.ode import ProbabilityFlow, integrate, log_likelihood
 
 
 @register("rectified_flow")
@@ -111,7 +121,21 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
 
     likelihood_kind = "exact"
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
+    _has_null_label = True
     summary = "rectified flow (flow matching + reflow): straight paths, one-to-few-step Euler sampling"
+    budget_params = {"max_steps": 50, "reflow_steps": 50, "reflow_pairs": 1000}  # both trainings and the pairs
+    _parameter_constraints = {
+        **TRAINING, "n_reflow": NON_NEGATIVE_INT, "coupling": [Options(("independent", "ot"))],
+        "stable_target": [Options(("auto",)), "boolean"], "reflow_steps": POSITIVE_INT,
+        "reflow_batch_size": POSITIVE_INT, "reflow_lr": POSITIVE, "reflow_pairs": POSITIVE_INT,
+        "pair_sampler": ODE_METHOD, "pair_steps": POSITIVE_INT, "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "fourier_features": NON_NEGATIVE_INT,
+        "fourier_scale": POSITIVE, "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
+        "ema_decay": UNIT_OPEN_RIGHT, "sampler": ODE_METHOD, "sample_steps": POSITIVE_INT,
+        "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT, "rtol": POSITIVE, "atol": POSITIVE,
+        "impute_method": [Options(("auto", "grid", "repaint"))], "impute_steps": POSITIVE_INT,
+        "resample": POSITIVE_INT,
+    }
 
     def __init__(self, *, n_reflow: int = 1, coupling: str = "independent", stable_target="auto",
                  reflow_steps: int = 8000, reflow_batch_size: int = 512, reflow_lr: float = 8e-3,
@@ -167,22 +191,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         if getattr(self, "_reflowing", False):  # reflow warm-starts from the current field
             return copy.deepcopy(self.module_)
-        if self.coupling not in ("ot", "independent"):
-            raise ValueError(f"coupling must be 'ot' or 'independent'; got {self.coupling!r}")
-        use_stable_target(self.stable_target, self.coupling)  # validates the option
-        if isinstance(self.n_reflow, bool) or int(self.n_reflow) != self.n_reflow or int(self.n_reflow) < 0:
-            raise ValueError(f"n_reflow must be a non-negative integer; got {self.n_reflow!r}")
-        if int(self.reflow_batch_size) < 1:
-            raise ValueError(f"reflow_batch_size must be >= 1; got {self.reflow_batch_size}")
-        if not float(self.reflow_lr) > 0:
-            raise ValueError(f"reflow_lr must be > 0; got {self.reflow_lr}")
-        if not 0 <= float(self.label_dropout) < 1:
-            raise ValueError(f"label_dropout must be in [0, 1); got {self.label_dropout}")
-        if not 0 <= float(self.ema_decay) < 1:
-            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
-        for name in ("sampler", "likelihood_method", "pair_sampler"):
-            if getattr(self, name) not in METHODS:
-                raise ValueError(f"{name} must be one of {', '.join(METHODS)}; got {getattr(self, name)!r}")
+        use_stable_target(self.stable_target, self.coupling)  # stable_target=True needs independent noise
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
@@ -320,14 +329,15 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
         return x1
 
     # ------------------------------------------------------------------ likelihood
-    def _log_prob_std(self, Z: np.ndarray, steps: int | None = None, method: str | None = None,
-                      batch: int = 8192) -> np.ndarray:
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,
+                      method: str | None = None, batch: int = 8192) -> np.ndarray:
         """Exact log p(z) through the final field's ODE (RK4 in log-time), data (t = 1) back to noise."""
         steps = int(self.likelihood_steps if steps is None else steps)
         method = method or self.likelihood_method
-        f = log_time(self._field(None, 1.0))
+        yt = self._labels(y)
         out, nfe = [], 0
         for a in range(0, len(Z), int(batch)):
+            f = log_time(self._field(None if yt is None else yt[a:a + int(batch)], 1.0))
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
                                      steps=steps, rtol=float(self.rtol), atol=float(self.atol))
             out.append(lp.double())

@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.base import TorchGenerativeModel, row_keyed_normal, torch_seed
 from genzoo.nn import ConditionedMLP
+from genzoo.params import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, Interval
 from genzoo.registry import register
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -113,6 +114,11 @@ class VAE(TorchGenerativeModel):
     likelihood_kind: ClassVar[str] = "bound"
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary: ClassVar[str] = "Gaussian VAE with learned decoder variance; ELBO / importance-weighted bound"
+    _parameter_constraints: ClassVar[dict] = {
+        **TRAINING, "latent_dim": [*POSITIVE_INT, None], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "min_std": POSITIVE, "kl_warmup": [Interval(float, 0, 1, closed="left")], "iw_samples": POSITIVE_INT,
+        "impute_proposals": POSITIVE_INT, "impute_steps": NON_NEGATIVE_INT,
+    }
 
     def __init__(self, *, latent_dim: int | None = None, hidden: int = 128, layers: int = 3, min_std: float = 1e-3,
                  kl_warmup: float = 0.2, iw_samples: int = 1, impute_proposals: int = 1000,
@@ -139,17 +145,8 @@ class VAE(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        for name in ("hidden", "layers", "iw_samples", "impute_proposals"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if not float(self.min_std) > 0:
-            raise ValueError(f"min_std must be > 0; got {self.min_std}")
-        if not 0 <= float(self.kl_warmup) < 1:
-            raise ValueError(f"kl_warmup must be in [0, 1); got {self.kl_warmup}")
         self._beta = 1.0
         latent = max(2, dim) if self.latent_dim is None else int(self.latent_dim)
-        if latent < 1:
-            raise ValueError(f"latent_dim must be >= 1 or None; got {self.latent_dim}")
         return VAENet(dim, latent, int(self.hidden), int(self.layers), n_classes,
                       float(self.min_std))
 
@@ -179,10 +176,12 @@ class VAE(TorchGenerativeModel):
         log_px = gaussian_log_prob(x.reshape(-1, x.shape[-1]), mu, log_sigma).reshape(u.shape[:-1])
         return log_px + standard_normal_log_prob(u)
 
-    def _iwae(self, z: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int = 2 ** 18) -> torch.Tensor:
+    def _iwae(self, z: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int = 2 ** 18,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
         """log (1/k) sum_j p(x, u_j) / q(u_j | x), u_j ~ q(u | x): the IWAE bound per row, ``(B,)``.
 
-        k = 1 is the ELBO estimated with one draw (unbiased for the ELBO).
+        k = 1 is the ELBO estimated with one draw (unbiased for the ELBO). ``noise``: the
+        standard normal draws ``(k, B, L)`` to use (default: fresh from torch's RNG).
         """
         out = []
         rows = max(1, chunk // k)
@@ -190,7 +189,7 @@ class VAE(TorchGenerativeModel):
             x = z[a:a + rows]
             yy = None if y is None else y[a:a + rows]
             m, log_s = self.module_.encode(x, yy)                              # (b, L)
-            eps = torch.randn((k, *m.shape), device=z.device)                  # (k, b, L)
+            eps = torch.randn((k, *m.shape), device=z.device) if noise is None else noise[:, a:a + rows]  # (k, b, L)
             u = m + torch.exp(log_s) * eps
             yk = None if yy is None else yy.repeat(k)                         # (k*b,)
             log_pxu = self._log_joint(x.expand(k, *x.shape), u, yk)             # (k, b)
@@ -198,27 +197,20 @@ class VAE(TorchGenerativeModel):
             out.append(torch.logsumexp(log_pxu - log_qu, 0) - math.log(k))
         return torch.cat(out)
 
-    def _log_prob_std(self, Z: np.ndarray, k: int | None = None, y=None, random_state: int = 0) -> torch.Tensor:
-        """The ELBO (k = 1) or IWAE bound (k > 1) on log p(z) in standardised space; noise fixed by ``random_state``.
-
-        A conditional model scores log p(x | y) when ``y`` is given and the mixture
-        log sum_c pi_c p(x | c) (through each class's bound) when it is not.
-        """
+    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, k: int | None = None,
+                      random_state: int = 0) -> torch.Tensor:
+        """The ELBO (k = 1) or IWAE bound (k > 1) on log p(z | y) in standardised space; noise fixed by
+        ``random_state``. The base class forms the marginal over classes from each class's bound."""
         k = int(self.iw_samples if k is None else k)
         if k < 1:
             raise ValueError(f"k (importance samples) must be >= 1; got {k}")
         z = self._tensor(Z)
-        with torch.no_grad(), torch_seed(int(random_state), z.device):
-            if not self.n_classes_:
-                if y is not None:
-                    raise ValueError("labels were given, but this vae model was fitted without labels")
-                return self._iwae(z, None, k)
-            if y is not None:
-                return self._iwae(z, self._labels(self._encode_sample_labels(y, len(Z))), k)
-            log_prior = torch.as_tensor(np.log(self.class_prior_), dtype=torch.float32, device=z.device)
-            per_class = [self._iwae(z, torch.full((len(z),), c, dtype=torch.long, device=z.device), k)
-                         + log_prior[c] for c in range(self.n_classes_)]
-            return torch.logsumexp(torch.stack(per_class), 0)                  # (B,)
+        L = self.module_.latent_dim
+        # each row's draws depend on the row and random_state only: the same number in any batch
+        noise = torch.as_tensor(row_keyed_normal(Z, k * L, int(random_state)), dtype=z.dtype, device=z.device)
+        noise = noise.reshape(len(Z), k, L).transpose(0, 1)                   # (k, B, L)
+        with torch.no_grad():
+            return self._iwae(z, self._labels(y), k, noise=noise)
 
     # ------------------------------------------------------------------ sampling
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, mean: bool = False) -> torch.Tensor:

@@ -92,13 +92,14 @@ def _accepts_guidance(model: Any) -> bool:
     return any(p.name == "guidance" or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def guidance_sweep(model: Any, dist: Any, ws: Sequence[float] = (0, 0.5, 1, 2, 4), n_per_class: int = 300,
+def guidance_sweep(model: Any, dist: Any, ws: Sequence[float] = (0, 1, 2, 3, 4), n_per_class: int = 300,
                    random_state: int | None = 0) -> list[dict[str, float]]:
-    """Alignment (quality) against recall (diversity) as classifier-free guidance ``w`` grows.
+    """Alignment (quality) against recall (diversity) as classifier-free guidance ``g`` grows.
 
-    ``w`` follows Ho & Salimans (2021): eps = (1 + w) eps_cond - w eps_uncond, w = 0
-    being plain conditional sampling. One row per w with its ``conditioning_metrics``
-    means; the expected trade-off is alignment up, recall down as w grows.
+    genzoo's one convention (``genzoo.objectives.guidance``): ``uncond + g (cond - uncond)``,
+    so g = 0 is the unconditional model, g = 1 plain conditional sampling and g > 1 guided.
+    One row per g with its ``conditioning_metrics`` means; the expected trade-off is
+    alignment up, recall down as g grows.
     """
     if not _accepts_guidance(model):
         raise unsupported(f"{type(model).__name__}.sample does not accept guidance=")

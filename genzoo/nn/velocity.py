@@ -10,8 +10,7 @@ consistency models share (none of those families imports another; they all impor
   field is straighter.
 - ``cfm_loss``: the conditional flow-matching regression ``E |v(x_t, t, y) - (x1 - x0)|^2``,
   with label dropout for classifier-free guidance.
-- ``velocity_net`` / ``guided_velocity``: the network and the ODE right-hand side with
-  classifier-free guidance ``(1 + w) v(x, t, y) - w v(x, t, null)`` (Ho & Salimans 2021).
+- ``velocity_net``: the network (guidance mixing lives in ``genzoo.objectives.guidance``).
 - ``path_energy``: normalised path energy of a sampler's trajectories (Tong et al. 2023;
   Liu et al. 2023's straightness): 0 for straight, constant-speed paths.
 """
@@ -181,27 +180,6 @@ def cfm_loss(net: nn.Module, x1: torch.Tensor, y: torch.Tensor | None = None, *,
     return ((net(xt, t, y_in) - ut) ** 2).sum(1).mean()
 
 
-def guided_velocity(net: nn.Module, y: torch.Tensor | None = None, guidance: float = 1.0,
-                    n_classes: int = 0) -> VelocityFn:
-    """The ODE right-hand side ``f(x, t)``: unconditional (``y=None``), conditional, or guided.
-
-    Classifier-free guidance (Ho & Salimans 2021) in genzoo's convention (the same as the
-    diffusion family's): ``v_null + g (v_y - v_null)``; ``g = 1`` is the plain conditional
-    field, ``g = 0`` the unconditional one, ``g > 1`` sharpens the class (Ho & Salimans'
-    ``w`` is ``g - 1``).
-    """
-    if y is None or guidance == 1:
-        return lambda x, t: net(x, t, y)
-    null = torch.full_like(y, n_classes)
-
-    def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))  # one batched call
-        v_y, v_null = v.chunk(2)
-        return v_null + guidance * (v_y - v_null)
-
-    return f
-
-
 def log_time(f: VelocityFn, eps: float = 1e-3) -> VelocityFn:
     """The same ODE in a time ``u in [0, 1]`` with ``t(u) = (1 - eps^u) / (1 - eps)``.
 
@@ -364,5 +342,5 @@ class VelocityModel(nn.Module):
 
 
 __all__ = ["LinearPathImputation", "velocity_net", "linear_path", "ot_pairing", "cfm_loss", "stable_velocity_target",
-           "use_stable_target", "guided_velocity",
+           "use_stable_target",
            "ancestral_step", "inpaint", "path_energy", "log_time", "VelocityModel", "VelocityNet"]

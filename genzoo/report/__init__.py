@@ -181,7 +181,7 @@ def conditioning_figure(out: str, records: list[dict], fams: list[str]) -> str |
             drew = True
     ax.set_xlabel("within-class recall (diversity)", fontsize=7)
     ax.set_ylabel("alignment", fontsize=7)
-    ax.set_title("guidance w: quality vs diversity" if drew else "no family with guidance", fontsize=8)
+    ax.set_title("guidance g: quality vs diversity" if drew else "no family with guidance", fontsize=8)
     ax.tick_params(labelsize=6)
     if drew:
         ax.legend(fontsize=6)
@@ -403,7 +403,8 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
               ("Conditioning", conditioning_figure(out, records, fams),
                "Samples asked for each label (colour) and, for families with classifier-free guidance, "
                "alignment (share whose true class posterior agrees with the label) against within-class recall "
-               "as the guidance weight w grows (w = 0: plain conditional; Ho & Salimans' convention)."),
+               "as the guidance g grows, mixing uncond + g (cond - uncond): g = 0 is the unconditional model, "
+               "g = 1 plain conditional sampling, g > 1 guided (one convention for every family)."),
               ("Quality against sampling cost", steps_figure(out, records, fams),
                "Each iterative sampler at several step counts: quality against network evaluations per "
                "sample, beside the floor of real data.")]

@@ -1,4 +1,4 @@
-"""Reverse steps of a VP diffusion driven by a noise predictor: DDPM ancestral, DDIM, guidance.
+"""Reverse steps of a VP diffusion driven by a noise predictor: DDPM ancestral, DDIM, RePaint.
 
 Everything is written in terms of ``(alpha, sigma)`` pairs of a VP process
 (``x_t = alpha_t x_0 + sigma_t eps``, see :mod:`genzoo.samplers.schedules`) and a noise
@@ -11,7 +11,6 @@ network serves 1000 steps or 20 (respacing: Nichol & Dhariwal 2021, Song et al. 
 - :func:`ddim_step` -- DDIM (Song, Meng & Ermon 2021); ``eta = 0`` is deterministic (an Euler
   step of the probability-flow ODE in the variables ``x / alpha`` and ``sigma / alpha``),
   ``eta = 1`` matches the ancestral step's variance.
-- :func:`guided` -- classifier-free guidance mixing (Ho & Salimans 2021).
 - :func:`forward_jump` -- re-noise ``x_s -> x_t`` (``q(x_t | x_s)``), used by RePaint resampling.
 - :func:`sample_loop` -- the loop, with optional inpainting (RePaint, Lugmayr et al. 2022).
 """
@@ -25,15 +24,6 @@ import torch
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr
 
 Tensor = torch.Tensor
-
-
-def guided(eps_cond: Tensor, eps_uncond: Tensor, w: float) -> Tensor:
-    """Classifier-free guidance: ``eps_uncond + w (eps_cond - eps_uncond)``.
-
-    Convention: ``w = 0`` is unconditional, ``w = 1`` plain conditional, ``w > 1`` guided.
-    Ho & Salimans (2021) write ``(1 + w') eps_cond - w' eps_uncond``: their ``w'`` is ``w - 1``.
-    """
-    return eps_uncond + w * (eps_cond - eps_uncond)
 
 
 def _transition(lam_t: Tensor, lam_s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import genzoo as gz
+from genzoo.objectives.guidance import guided_velocity
 from genzoo.nn.velocity import (
     cfm_loss,
-    guided_velocity,
     linear_path,
     ot_pairing,
     path_energy,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo.samplers.ancestral import ddim_step, ddpm_step, forward_jump, guided, log_snr_grid, sample_loop
+from genzoo.samplers.ancestral import ddim_step, ddpm_step, forward_jump, log_snr_grid, sample_loop
 from genzoo.samplers.schedules import (
     CosineSchedule,
     LinearSchedule,
@@ -113,14 +113,6 @@ def test_ddpm_step_is_the_posterior_of_two_levels():
     np.testing.assert_allclose(forward_jump(mean, lam_s, lam_t, z), a_ts * mean + v_ts.sqrt(), rtol=1e-10)
 
 
-def test_guided_mixing_convention():
-    c, u = torch.tensor([2.0]), torch.tensor([1.0])
-    assert float(guided(c, u, 0.0)) == 1.0  # unconditional
-    assert float(guided(c, u, 1.0)) == 2.0  # plain conditional
-    assert float(guided(c, u, 3.0)) == 4.0  # past the conditional, away from the unconditional
-
-
-@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_sampler_with_exact_gaussian_eps_returns_the_gaussian(sampler):
     torch.manual_seed(0)
     x = torch.randn(20_000, 3, dtype=torch.float64)
