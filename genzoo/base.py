@@ -225,11 +225,17 @@ class GenerativeModel(BaseEstimator):
             return _to_numpy(self._log_prob_std(Z, **opts))
         if y_idx is not None:
             return _to_numpy(self._log_prob_std(Z, y_idx, **opts))
-        per_class = [_to_numpy(self._log_prob_std(Z, np.full(len(Z), k, dtype=np.int64), **opts))
-                     + math.log(max(float(self.class_prior_[k]), 1e-300)) for k in range(len(self.classes_))]
         from scipy.special import logsumexp
 
-        return logsumexp(np.stack(per_class, 1), axis=1)
+        n, K = len(Z), len(self.classes_)
+        rows = max(1, 65536 // K)  # every class in one batch: one ODE solve, not K
+        out = []
+        for a in range(0, n, rows):
+            z = Z[a:a + rows]
+            lp = _to_numpy(self._log_prob_std(np.tile(z, (K, 1)), np.repeat(np.arange(K), len(z)), **opts))
+            lp = lp.reshape(K, len(z)) + np.log(np.maximum(self.class_prior_, 1e-300))[:, None]
+            out.append(logsumexp(lp, axis=0))
+        return np.concatenate(out)
 
     def score(self, X, y=None, **opts) -> float:
         """Mean log-density per row (higher is better), so model selection by likelihood works."""

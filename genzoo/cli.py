@@ -83,7 +83,6 @@ def _cmd_list(args) -> int:
 
 def _cmd_train(args) -> int:
     import genzoo as gz
-
     from genzoo.params import validate_params
 
     hp = _hyperparameters(args.set)

@@ -13,7 +13,6 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 import genzoo as gz  # noqa: E402
 
-
 #: the test preset: ``max_steps`` this small, and every other declared training budget
 #: (teacher steps, reflow steps and pairs, trajectory pools) scaled by the same fraction
 SMALL_STEPS = 150

@@ -368,7 +368,7 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
             "columns": d.columns, "reused_runs": reused, "wall_s": time.perf_counter() - started,
             "workers": workers, "genzoo_version": gz.__version__, "budget_note": budget_note(fams, cfg)}
     write_results(out, records, summary, meta)
-    report = write_report(out, records, summary, meta, d)
+    report = write_report(out, records, summary, meta, d, box=plot_box(d))
     if verbose:
         print(terminal_table(summary), file=sys.stderr)
         print(f"report: {os.path.abspath(report)}", file=sys.stderr)

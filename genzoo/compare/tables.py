@@ -44,14 +44,14 @@ FOLKLORE = {
 }
 
 
-def _num(v) -> float:
+def as_number(v) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None and math.isfinite(v) else float("nan")
 
 
 def run_value(rec: dict, key: str) -> float:
     if key == "fit_s":
-        return _num(rec.get("fit_s"))
-    return _num((rec.get("metrics") or {}).get(key))
+        return as_number(rec.get("fit_s"))
+    return as_number((rec.get("metrics") or {}).get(key))
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -78,7 +78,7 @@ def summarise(records: list[dict]) -> list[dict]:
     return rows
 
 
-def _fmt(v: float, key: str = "") -> str:
+def format_value(v: float, key: str = "") -> str:
     if not isinstance(v, (int, float)) or not math.isfinite(v):
         return "-"
     if key in ("modes",):
@@ -95,12 +95,12 @@ def _fmt(v: float, key: str = "") -> str:
 def terminal_table(summary: list[dict]) -> str:
     cols = [("on_support", "on-support"), ("modes", "modes"), ("recall", "recall"), ("nll_gap", "NLL-H"),
             ("nll", "NLL"), ("w2", "W2"), ("samples_per_s", "samples/s"), ("fit_s", "fit s")]
-    cols = [(k, label) for k, label in cols if any(math.isfinite(_num(r.get(k))) for r in summary)]
+    cols = [(k, label) for k, label in cols if any(math.isfinite(as_number(r.get(k))) for r in summary)]
     head = f"{'family':<17}{'runs':>7}" + "".join(f"{label:>12}" for _, label in cols)
     lines = [head, "-" * len(head)]
     for r in summary:
         runs = f"{r['ok']}/{r['runs']}"
-        lines.append(f"{r['family']:<17}{runs:>7}" + "".join(f"{_fmt(_num(r.get(k)), k):>12}" for k, _ in cols))
+        lines.append(f"{r['family']:<17}{runs:>7}" + "".join(f"{format_value(as_number(r.get(k)), k):>12}" for k, _ in cols))
         if r["diverged"] or r["failed"]:
             lines.append(f"  ! {r['diverged']} diverged, {r['failed']} failed: {'; '.join(r['errors'])[:150]}")
     return "\n".join(lines)
@@ -177,11 +177,11 @@ def ranking(summary: list[dict], aspect: str) -> dict:
         key, better, label = "_instability", False, "seed-to-seed spread of the quality measure + divergences"
         qkey, _, _ = _first_available(ok, [("on_support", True, ""), ("precision", True, "")])
         for r in ok:
-            spread = _num(r.get(qkey + "_std"))
+            spread = as_number(r.get(qkey + "_std"))
             r["_instability"] = (0.0 if not math.isfinite(spread) else spread) + (r["diverged"] + r["failed"])
     else:
         raise ValueError(f"unknown aspect {aspect!r}")
-    vals = [(r["family"], _num(r.get(key)), _num(r.get(key + "_std"))) for r in ok]
+    vals = [(r["family"], as_number(r.get(key)), as_number(r.get(key + "_std"))) for r in ok]
     vals = [v for v in vals if math.isfinite(v[1])]
     vals.sort(key=lambda v: -v[1] if better else v[1])
     parts = []
@@ -198,7 +198,7 @@ def ranking(summary: list[dict], aspect: str) -> dict:
 
 def _first_available(rows, options):
     for key, better, label in options:
-        if any(math.isfinite(_num(r.get(key))) for r in rows):
+        if any(math.isfinite(as_number(r.get(key))) for r in rows):
             return key, better, label
     return options[-1]
 

@@ -67,14 +67,14 @@ class MixtureHead:
     def __init__(self, n_components: int, component: str, min_scale: float):
         self.K, self.kind, self.min_scale = int(n_components), component, float(min_scale)
         self.n_params = (4 if component == "smoothed_uniform" else 3) * self.K
-        self._spread = torch.linspace(-2.0, 2.0, self.K) if self.K > 1 else torch.zeros(1)
 
     def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(..., P) -> log-weights, locations, scales, widths; each (..., K)."""
         K = self.K
         logits, mu, s_raw = raw[..., :K], raw[..., K:2 * K], raw[..., 2 * K:3 * K]
         logw = torch.log_softmax(logits, -1)
-        mu = mu + self._spread.to(raw)
+        spread = torch.linspace(-2.0, 2.0, K, device=raw.device, dtype=raw.dtype) if K > 1 else 0.0
+        mu = mu + spread
         # scale >= min_scale, smooth; about 0.2 for a zero raw output
         scale = self.min_scale + F.softplus(s_raw - 1.5)
         if self.kind == "smoothed_uniform":
@@ -135,13 +135,36 @@ class Autoregressive(TorchGenerativeModel):
 
     Parameters
     ----------
-    n_components : mixture components K per conditional.
-    component : ``'smoothed_uniform'`` (box convolved with a logistic), ``'logistic'`` or
-        ``'gaussian'``.
-    min_scale : lower bound on every component's scale, in standardised units (the data
-        are standardised to unit variance per coordinate before fitting).
-    hidden, layers : width and depth of the masked network.
-    label_dim : size of the label embedding (used only when fitted with ``y``).
+    n_components : int, default=16
+        Mixture components K per 1-D conditional.
+    component : str, default='smoothed_uniform'
+        Component kind: 'smoothed_uniform' (box convolved with a logistic), 'logistic' or 'gaussian'.
+    min_scale : float, default=1e-3
+        Lower bound on every component's scale, in standardised units.
+    hidden : int, default=128
+        Width of the masked network (MADE).
+    layers : int, default=3
+        Depth of the masked network.
+    label_dim : int, default=16
+        Size of the label embedding (used only when fitted with ``y``).
+    max_steps : int, default=6000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=512
+        Rows per optimiser step.
+    lr : float, default=2e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
 
     Examples
     --------

@@ -14,27 +14,39 @@ loss is measured on the velocity scale, ``|F_n - sg F_{n+1}|^2 / (1 - s_n)^2``.
 Objectives:
 
 - ``objective='cd'`` (default), consistency distillation: neighbouring points come from the
-  ODE of a teacher. ``teacher=`` any genzoo estimator with ``probability_flow()`` (flow
-  matching, rectified flow, diffusion, score; passed in, never imported; an unfitted one is
-  fitted on the same data first). Without a teacher a flow-matching velocity field is
+  ODE of a teacher. ``teacher=`` a fitted or unfitted diffusion, score, flow_matching or
+  rectified_flow model (or any estimator with ``probability_flow()``; passed in, never
+  imported; an unfitted one is fitted on the same data first). Without a teacher a flow-matching velocity field is
   trained first on the same data with the shared flow-matching objective
   (``genzoo.nn.velocity.cfm_loss``) for ``teacher_steps`` steps: this is the default,
   because in 2-D it reaches the thin modes of ``gaussians8`` and ``grid25`` where
-  consistency training alone does not within the time budget (measured; see the report).
+  consistency training alone does not within the time budget (the measurements, with the
+  commands that reproduce them, are in ``benchmarks/RESULTS.md``, section ``consistency``).
   The internal teacher uses the independent coupling, not minibatch OT: only then is its
   marginal at level ``s`` the re-noising kernel ``s x + (1 - s) eps`` the multistep
   sampler uses (with an OT teacher the re-noised points lie off the teacher's paths, and
-  ``gaussians8`` got worse with more steps: 1/2/4 steps 50/41/31% of samples within
-  3 std of a mode; independent: 47/93/98%). Its target is the stable target field of
-  ``flow_matching`` (grid25, 4 steps: 94.4% -> 96.2% of samples within 3 std of a mode,
-  seed 0; 96.2% at seed 1). The student starts from the teacher's
+  ``gaussians8`` got worse with more steps). Its target is the stable target field of
+  ``flow_matching`` (more 4-step samples on the modes of ``grid25``). The student starts from the teacher's
   weights (Song et al. 2023 initialise CD from the teacher): ``F(x, s)`` is then already
   the teacher's one-Euler-step jump to the data. The teacher's trajectories from
   ``pool_size`` noise draws are integrated once (RK4 between consecutive levels) and the
   student trains on pairs of neighbouring points of held trajectories; the teacher's
   one-step update is exactly CD's ``x_hat_{n}`` (Song et al., Alg. 2), only computed ahead.
-  ``n_levels=16``: fewer hops for the targets to propagate through than 32 (``gaussians8``,
-  2 steps: 93% vs 89%).
+  ``n_levels=16``: fewer hops for the targets to propagate through than 32 (better 2-step
+  samples on ``gaussians8``).
+  An external teacher's ODE comes from :func:`teacher_flow` (flow matching and rectified
+  flow: their ``probability_flow()``; diffusion and score: their VP / VE ODE rewritten in
+  diffusion's log-SNR time). Each level ``s`` is placed at the teacher time of the same
+  signal-to-noise ratio as the straight path's, ``s^2 / (1 - s)^2`` (:func:`snr_matched_times`),
+  and its points are divided by the marginal's scale ``sqrt(alpha^2 + sigma^2)``: VP, VE and
+  straight-path marginals then coincide, so the student learns the same map from every
+  teacher, with the re-noising kernel ``alpha_ x + sigma_ eps`` (``alpha_^2 + sigma_^2 = 1``).
+  With flow-matching, diffusion and score teachers more steps sample better; a rectified-flow
+  teacher's student samples, but more steps can lose quality: its reflowed ODE's marginals
+  are not the straight path of independent noise the re-noising uses (as with an OT teacher).
+  With labels, a ``label_dropout`` share of the trajectories follows the teacher's
+  unconditional field under the null label, so that the student has an unconditional map
+  too (imputation, which takes no labels, uses it).
 - ``objective='ct'``, consistency training without a teacher (Song et al., Alg. 3, with
   the improvements of Song & Dhariwal 2023: no EMA target, a doubling schedule for the
   number of levels): neighbouring points share one (noise, data) pair on the straight path
@@ -45,8 +57,8 @@ Sampling: ``steps`` = 1, 2 or 4 (or any): map noise to data, then re-noise the e
 a later level with the teacher's forward marginal (``alpha_s x + sigma_s eps``, tabulated
 at fit time) and map again (Song et al., Alg. 1). ``last_nfe_`` = steps. Default 4
 (``grid25``, seed 0: 1/2/4 steps put 34/86/94% of samples within 3 std of a mode).
-Network: as flow matching's (4 x 128 MLP with 64 random Fourier features of ``x``);
-``gaussians8``, 2 steps (OT teacher): 39% in 48 s, the former 3 x 256 without them 28% in 76 s.
+Network: as flow matching's (4 x 128 MLP with 64 random Fourier features of ``x``), which
+put more samples on the modes in less time than a 3 x 256 MLP without the features.
 Imputation: the same multistep loop with the observed coordinates pasted in before each
 re-noising (Song et al., Alg. 4, zero-shot inpainting); approximate.
 No likelihood (``likelihood_kind='none'``): a consistency model is a sampler, not a density.
@@ -113,8 +125,10 @@ def teacher_flow(teacher, y: torch.Tensor | None = None, guidance: float = 1.0) 
     independent noise, ``(1 - t) eps + t x`` (exact for flow matching's default independent
     coupling; for an OT coupling or a reflowed field the teacher's own marginals are only
     close to it). Diffusion: its VP ODE in log-SNR time (as its likelihood integrates it,
-    ``u = 0`` data, ``1`` noise), ``x_u = alpha x + sigma eps``. Score: the VE ODE in
-    ``u = log sigma``, ``x_u = x + sigma eps``, noise N(0, (1 + sigma_max^2) I).
+    ``u = 0`` data, ``1`` noise), ``x_u = alpha x + sigma eps``. Score: its VE ODE written as
+    that same VP ODE (state ``x_ve / sqrt(1 + sigma_ve^2)``, ``eps_hat = -sigma_ve s(x_ve, sigma_ve)``),
+    on its range ``sigma_min .. sigma_max``. (Diffusion and score have no ``probability_flow()``
+    of their own yet; one, when they gain it, takes precedence.)
     """
     g = float(guidance)
     own = getattr(teacher, "probability_flow", None)
@@ -125,31 +139,34 @@ def teacher_flow(teacher, y: torch.Tensor | None = None, guidance: float = 1.0) 
         return flow
     if teacher.family == "diffusion":
         sched = teacher._noise_schedule()
-        lo, hi = float(sched.lambda_min), float(sched.lambda_max)
-        eps_fn = teacher._eps_fn(y, g)[0]
-
-        def f_vp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du, lambda = hi + u (lo - hi)
-            lam = hi + u[0] * (lo - hi)
-            s = torch.sigmoid(-lam).sqrt()
-            return 0.5 * s * (s * x - eps_fn(x, lam)) * (lo - hi)
-
-        def vp(x, u, e):
-            lam = hi + float(u) * (lo - hi)
-            return math.sqrt(1 / (1 + math.exp(-lam))) * x + math.sqrt(1 / (1 + math.exp(lam))) * e
-
-        return ProbabilityFlow(f_vp, t_noise=1.0, t_data=0.0, noise_std=1.0, perturb=vp)
-    if teacher.family == "score":
+        return _vp_flow(teacher._eps_fn(y, g)[0], float(sched.lambda_min), float(sched.lambda_max))
+    if teacher.family == "score":  # its VE ODE rewritten as the VP one: x_vp = alpha x_ve, sigma_ve = sigma / alpha
         score = teacher.score_fn(y, g)[0]
 
-        def f_ve(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # dx/du = -sigma^2 score, u = log sigma
-            sig = u.exp()
-            return -(sig[:, None] ** 2) * score(x, sig)
+        def eps_fn(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+            sig_ve, alpha = torch.exp(-lam / 2), torch.sigmoid(lam).sqrt()
+            return -sig_ve * score(x / alpha, sig_ve)
 
-        s_min, s_max = float(teacher.sigma_min), float(teacher.sigma_max)
-        return ProbabilityFlow(f_ve, t_noise=math.log(s_max), t_data=math.log(s_min),
-                               noise_std=math.sqrt(1 + s_max**2), perturb=lambda x, u, e: x + math.exp(float(u)) * e)
+        return _vp_flow(eps_fn, -2 * math.log(float(teacher.sigma_max)), -2 * math.log(float(teacher.sigma_min)))
     raise ValueError(f"teacher {type(teacher).__name__} exposes no probability_flow(); use a "
                      + ", ".join(TEACHER_FAMILIES) + " model")
+
+
+def _vp_flow(eps_fn, lo: float, hi: float) -> ProbabilityFlow:
+    """The VP probability-flow ODE of a noise predictor ``eps_fn(x, lambda)`` in log-SNR time, as
+    diffusion's likelihood integrates it: ``lambda = hi + u (lo - hi)``, ``u = 0`` data, ``1``
+    noise, ``dx/dlambda = sigma (sigma x - eps_hat) / 2``; smooth in ``u`` even for thin modes (the
+    VE ODE in ``log sigma`` is not: one RK4 hop from ``sigma = 20`` to ``2`` lost the ring)."""
+    def f(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        lam = hi + u[0] * (lo - hi)
+        s = torch.sigmoid(-lam).sqrt()
+        return 0.5 * s * (s * x - eps_fn(x, lam)) * (lo - hi)
+
+    def perturb(x, u, e):
+        lam = hi + float(u) * (lo - hi)
+        return math.sqrt(1 / (1 + math.exp(-lam))) * x + math.sqrt(1 / (1 + math.exp(lam))) * e
+
+    return ProbabilityFlow(f, t_noise=1.0, t_data=0.0, noise_std=1.0, perturb=perturb)
 
 
 def snr_matched_times(flow: ProbabilityFlow, levels: list[float]) -> list[float]:
@@ -191,6 +208,73 @@ def snr_matched_times(flow: ProbabilityFlow, levels: list[float]) -> list[float]
 class Consistency(TorchGenerativeModel):
     """Consistency model: distilled from a teacher's ODE (default: an internal flow-matching one) or trained alone.
 
+    No likelihood. Fitted with labels, ``sample(n, y=k)`` draws class k (the class from the training
+    frequencies without ``y``).
+
+    Parameters
+    ----------
+    teacher : estimator or None, default=None
+        For ``objective='cd'``: a diffusion, score, flow_matching or rectified_flow estimator (fitted
+        here if unfitted); None = an internal flow-matching teacher.
+    objective : str, default='cd'
+        'cd' (consistency distillation from a teacher's ODE) or 'ct' (consistency training, no teacher).
+    n_levels : int, default=16
+        Levels the trajectory is cut at, geometric in 1 - s towards the data.
+    teacher_steps : int, default=3000
+        Training steps of the internal teacher (a step budget).
+    teacher_guidance : float, default=1.0
+        Guidance g of the teacher's ODE on labelled trajectories.
+    pool_size : int, default=20000
+        Teacher trajectories integrated once for distillation (a budget).
+    pool_substeps : int, default=1
+        RK4 steps between two consecutive levels of a trajectory.
+    ct_levels : tuple[int, int], default=(8, 128)
+        (start, end) number of levels of the doubling schedule of ``objective='ct'``.
+    hidden : int, default=128
+        Width of the consistency MLP.
+    layers : int, default=4
+        Depth of the consistency MLP.
+    time_dim : int, default=32
+        Size of the sinusoidal time features.
+    time_scale : float, default=4.0
+        Frequency scale of the time features.
+    fourier_features : int, default=64
+        Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
+        only.
+    fourier_scale : float, default=5.0
+        Standard deviation of B, per unit of standardised data.
+    label_dropout : float, default=0.1
+        Share of training labels replaced by the null label, so one network also learns the
+        unconditional model (guidance).
+    ema_decay : float, default=0.999
+        Decay of the weights' moving average, used for sampling and the likelihood.
+    sample_steps : int, default=4
+        Network evaluations of ``sample`` (map, re-noise, map again).
+    sample_times : tuple[float, ...], default=(0.0, 0.8, 0.9, 0.95)
+        Levels s (0 = noise) the multistep sampler maps from, in order.
+    impute_steps : int, default=20
+        Steps of the multistep imputation loop.
+    max_steps : int, default=3000
+        Training steps of the student (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=256
+        Rows per optimiser step.
+    lr : float, default=2e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
     >>> import genzoo as gz
     >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
     >>> m = gz.make("consistency", teacher_steps=200, max_steps=200, pool_size=1000, verbose=0,
@@ -540,4 +624,4 @@ class Consistency(TorchGenerativeModel):
         super()._set_meta(meta)
 
 
-__all__ = ["Consistency", "level_grid"]
+__all__ = ["Consistency", "level_grid", "teacher_flow", "snr_matched_times"]

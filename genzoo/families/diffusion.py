@@ -3,7 +3,8 @@
 One breath: noise the data, ``x_t = alpha_t x_0 + sigma_t eps``, at a random level and teach
 a network to undo it; sample by running the noising backwards from pure noise.
 
-Choices, each measured on the 2-D benchmarks (see the family's report):
+Defaults, and why (the measurements, with the commands that reproduce them, are in
+``benchmarks/RESULTS.md``, section ``diffusion``):
 
 - Schedule: the cosine schedule (Nichol & Dhariwal 2021) in continuous time, truncated to
   log-SNR ``lambda in [-15, 15]`` (``sigma`` from 1 down to 5.5e-4). Ho et al.'s linear
@@ -17,22 +18,20 @@ Choices, each measured on the 2-D benchmarks (see the family's report):
 - Target (``stable_target=True``): the clean row ``x_0`` in the target is replaced by its
   posterior mean given ``x_t`` over the whole batch (Xu et al. 2023's stable target field,
   shared with ``score`` and ``flow_matching`` in ``genzoo.nn.targets``), and ``eps`` by the
-  noise that mean implies. Same minimiser, far less variance at middle noise levels. The
-  PF-ODE likelihood on ``grid25`` (10,000 points, seeds 0 / 1): 0.053 nats above the
-  entropy -> 0.012 / 0.017 (the modes had come out 15% too narrow: an underfit, training
-  rows at +0.038); ``ring`` 0.016 -> 0.010 / 0.014. About 1.3x the time per step; 3,000
-  steps were not enough (grid25 0.042 / 0.051).
+  noise that mean implies. Same minimiser, far less variance at middle noise levels: the
+  plain target underfits (its ``grid25`` modes came out too narrow), the stable one brings
+  the PF-ODE likelihood on ``grid25`` to 0.012 nats above the entropy (seed 0), at about
+  1.3x the time per step; hence also 6,000 steps (3,000 were not enough).
 - Network: an MLP (4 x 128, SiLU) on ``[x_t, sin/cos(x_t B), sinusoidal features of lambda,
   label]``. The random Fourier features of ``x_t`` (Tancik et al. 2020) matter most: without
-  them 1,000 steps put 2% of ``grid25`` samples on a mode, with them 97%. For a fixed time
-  budget, more steps of a narrower MLP beat fewer of a wider one (grid25, same budget:
-  4 x 128 for 6,000 steps 99.5%, 4 x 256 for 3,000 steps 99.1%, 3 x 256 for 3,800 steps
-  98.4%). The sampler uses an exponential moving average of the weights (kept in the module,
-  so saved).
+  them the thin modes of ``grid25`` are not reached. For a fixed time budget, more steps of
+  a narrower MLP beat fewer of a wider one. The sampler uses an exponential moving average
+  of the weights (kept in the module, so saved).
 - Sampling: ancestral (DDPM) or DDIM (``eta = 0``) on any number of steps, uniform in the
   schedule's time (respacing); classifier-free guidance (Ho & Salimans 2021) with one network
-  trained with label dropout. Convention: ``eps = eps_uncond + w (eps_cond - eps_uncond)``,
-  ``w = 1`` plain conditional (Ho & Salimans' ``w`` is ``w - 1`` here).
+  trained with label dropout, genzoo's one convention (``genzoo.objectives.guidance``):
+  ``eps = eps_uncond + g (eps_cond - eps_uncond)``, ``g = 1`` plain conditional, ``g = 0``
+  unconditional (Ho & Salimans' ``w`` is ``g - 1``).
 - Imputation: RePaint (Lugmayr et al. 2022): reverse process with the observed coordinates
   replaced by their forward-noised values at every level, each step repeated ``resample``
   times with a jump back in between. Approximate: replacement is not exact conditioning; the
@@ -41,6 +40,10 @@ Choices, each measured on the 2-D benchmarks (see the family's report):
   log-SNR time by fixed-step RK4 with the exact divergence (``samplers.ode``). It is the exact
   density of the ODE-defined model (a continuous normalising flow of N(0, I)), up to solver
   error; it is not the density the ancestral sampler draws from, which has none in closed form.
+  Beyond 10 dimensions the divergence is a seeded Hutchinson estimate
+  (``likelihood_kind='estimate'``). On a model fitted with labels, ``score_samples(X)`` is the
+  marginal ``log sum_k prior_k p(x | k)`` that ``sample(n)`` draws (``null_label=True``: the
+  null-label density).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from genzoo.params import (
 )
 from genzoo.registry import register
 from genzoo.samplers.ancestral import log_snr_grid, sample_loop
-from genzoo.samplers.ode import log_likelihood
+from genzoo.samplers.ode import TraceLikelihoodKind, log_likelihood, trace_options
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr, get_schedule
 
 
@@ -113,6 +116,79 @@ class Denoiser(nn.Module):
 class Diffusion(TorchGenerativeModel):
     """DDPM with a cosine schedule, v-prediction, EMA; ancestral/DDIM sampling, guidance, RePaint, PF-ODE likelihood.
 
+    Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
+    ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
+    the class and ``null_label=True`` the null-label density.
+
+    Parameters
+    ----------
+    schedule : str, default='cosine'
+        Noise schedule: 'cosine', 'logsnr', 'linear', 'ddpm_linear', 'ddpm_cosine' or a
+        ``NoiseSchedule``.
+    log_snr_min : float, default=-15.0
+        Lower end of the log-SNR range of the 'cosine' and 'logsnr' schedules (sigma up to 1).
+    log_snr_max : float, default=15.0
+        Upper end of that range (sigma down to 5.5e-4 at 15).
+    parameterization : str, default='v'
+        Network output: 'v' (v-prediction), 'eps' (noise) or 'x0' (clean data).
+    hidden : int, default=128
+        Width of the denoiser MLP.
+    layers : int, default=4
+        Depth of the denoiser MLP.
+    fourier_features : int, default=64
+        Random Fourier features sin/cos(x_t B) of the noisy input; 0 = raw coordinates only.
+    fourier_scale : float, default=5.0
+        Standard deviation of B, per unit of standardised data.
+    time_dim : int, default=64
+        Size of the sinusoidal features of the log-SNR.
+    time_scale : float, default=5.0
+        Frequency scale of those features.
+    label_dim : int, default=16
+        Size of the label embedding (used only when fitted with ``y``).
+    label_dropout : float, default=0.15
+        Share of training labels replaced by the null label, so one network also learns the
+        unconditional model (guidance).
+    ema_decay : float, default=0.999
+        Decay of the weights' moving average, used for sampling and the likelihood.
+    stable_target : 'auto' or bool, default=True
+        Regress on the batch posterior mean of the clean row (Xu et al. 2023's stable target) instead of
+        the row itself.
+    sample_steps : int, default=250
+        Default number of reverse steps of ``sample`` (respaced uniformly in time).
+    sampler : str, default='ancestral'
+        'ancestral' (DDPM) or 'ddim' (deterministic, eta = 0).
+    guidance : float, default=1.0
+        Classifier-free guidance ``uncond + g (cond - uncond)`` at sampling: 1 = plain conditional, 0 =
+        unconditional, > 1 sharper (``genzoo.objectives.guidance``).
+    impute_steps : int, default=100
+        Reverse steps of RePaint imputation.
+    resample : int, default=10
+        RePaint resamplings per step (each with a jump back).
+    likelihood_steps : int, default=32
+        Fixed steps of the probability-flow ODE likelihood.
+    likelihood_method : str, default='rk4'
+        ODE solver of the likelihood.
+    max_steps : int, default=6000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=512
+        Rows per optimiser step.
+    lr : float, default=2e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
     >>> import genzoo as gz
     >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
     >>> m = gz.make("diffusion", max_steps=200, verbose=0, random_state=0).fit(X)
@@ -120,7 +196,7 @@ class Diffusion(TorchGenerativeModel):
     ((5, 2), 50)
     """
 
-    likelihood_kind = "exact"
+    likelihood_kind = TraceLikelihoodKind()  # "estimate" when fitted on > 10 features (seeded Hutchinson trace)
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
     summary = "DDPM (cosine schedule, v-prediction): ancestral/DDIM sampling, guidance, PF-ODE likelihood"
@@ -333,7 +409,7 @@ class Diffusion(TorchGenerativeModel):
         for i in range(0, len(Z), int(batch)):
             x = self._tensor(Z[i:i + int(batch)]) * a_max
             f = field(self._eps_fn(None if yt is None else yt[i:i + int(batch)], 1.0)[0])
-            lp, nfe = log_likelihood(f, x, 0.0, 1.0, method=method, steps=steps)
+            lp, nfe = log_likelihood(f, x, 0.0, 1.0, method=method, steps=steps, **trace_options(self))
             out.append(lp.double() + d * math.log(a_max))
         self.last_nfe_ = nfe
         return torch.cat(out).cpu().numpy()

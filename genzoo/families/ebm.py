@@ -7,27 +7,28 @@ buffer and energy regulariser, Du & Mordatch 2019):
     loss = E(x+).mean() - E(x-).mean() + alpha * (E(x+)^2 + E(x-)^2).mean()
 
 whose gradient is the maximum-likelihood gradient ``E_data[grad E] - E_p[grad E]`` when the
-chains sample the model. The chains live in a replay buffer; each training step a batch of
-them takes ``chain_steps`` Metropolis-adjusted Langevin moves (MALA, with a per-chain step
-adapted towards 57% acceptance, so they target exp(-E) itself rather than a step-size-biased
-version of it) and ``reinit_frac`` of them restart. Where the restarts come from matters more
-than anything else here: maximum likelihood only asks the energy to be high away from the
-data, not to slope towards it, so a chain restarted uniformly lands on a plateau and rarely
-finds a mode 0.01 wide -- the negatives then stop representing p and training drifts (measured:
-a spurious spike took all the mass on grid25). In <= 2-D restarts are therefore draws from
-the current model on a randomly shifted quadrature grid (160 nodes per axis, uniform within
-the drawn cell, refreshed every 50 steps; MALA then corrects the within-cell error); beyond
-2-D they are uniform over the walled box (plain PCD). How many restart matters as much:
+chains sample the model. The chains live in a replay buffer; each training step a batch of them
+takes ``chain_steps`` Metropolis-adjusted Langevin moves (MALA, with a per-chain step adapted
+towards 57% acceptance, so they target exp(-E) itself rather than a step-size-biased version of
+it) and ``reinit_frac`` of them restart. Where the restarts come from matters more than anything
+else here: maximum likelihood only asks the energy to be high away from the data, not to slope
+towards it, so a chain restarted uniformly lands on a plateau and rarely finds a mode 0.01 wide
+-- the negatives then stop representing p and training drifts. In <= 2-D restarts are therefore
+draws from the current model on a randomly shifted quadrature grid (160 nodes per axis, uniform
+within the drawn cell, refreshed every 50 steps; MALA then corrects the within-cell error);
+beyond 2-D they are uniform over the walled box (plain PCD). How many restart matters as much:
 with ``reinit_frac=0.02`` the buffer was mostly old chains, stuck in their wells (MALA does not
 jump between modes), so the negatives kept the mode weights of an earlier model, pushed up the
-energy of wells that had already lost mass and let a few wells take it all -- on grid25 exact
-draws from the normalised density reached 13 of 25 modes and the NLL gap was 4.8 nats, while
-the chains still showed all 25. Half the batch restarting from the grid each step makes the
-negatives follow the current weights; 10 MALA moves (not 5) then remove the restarts'
-within-cell error (seed 0, NLL gap: grid25 4.77 -> 0.033, gaussians8 0.28 -> 0.033, ring
-0.038 -> 0.035; with 5 moves the ring got worse, 0.072; fit about 1.4x longer). With ``objective="dsm"`` the energy is
-fitted instead by denoising score matching (Vincent 2011): ``-grad E`` regresses the score of
-the data blurred by N(0, dsm_sigma^2 I), so p is the data convolved with that noise.
+energy of wells that had already lost mass and let a few wells take it all, while the chains
+still showed every mode. Hence the defaults ``reinit_frac=0.5`` (half the batch restarting from
+the grid each step makes the negatives follow the current weights) and ``chain_steps=10``
+(10 MALA moves, not 5, remove the restarts' within-cell error, for about 1.4x the fit time):
+the grid25 gap went from 4.77 to 0.033 nats (seed 0; all measurements, with the commands that
+reproduce them, in ``benchmarks/RESULTS.md``, section ``ebm``).
+
+With ``objective="dsm"`` the energy is fitted instead by denoising score matching (Vincent
+2011): ``-grad E`` regresses the score of the data blurred by N(0, dsm_sigma^2 I), so p is the
+data convolved with that noise.
 
 Network: ``E = exp(g) MLP(z, sin/cos(pi 2^k z)) + wall(z)``: Fourier features of each coordinate
 (k < ``n_freq``) and a learnable output gain let the energy form wells as thin as the data's
@@ -37,23 +38,32 @@ exp(-E) integrable and negligible outside the quadrature box.
 
 Normalisation. In <= 2-D ``log Z`` is computed by the midpoint rule on a ``quad_points`` grid
 per axis over the training range padded by 35% (exponentially accurate for smooth wells wider
-than a cell), so ``score_samples`` is a normalised log-density: ``likelihood_kind='exact'``, up
-to that quadrature. Beyond 2-D ``log Z`` is estimated once after fitting by annealed importance
-sampling (Neal 2001) from the uniform law on the walled box with MALA transitions, and
-``likelihood_kind`` is ``'estimate'`` on that instance.
+than a cell), plus the mass beyond that box: the wall bounds exp(-E) there only if the network
+stays tame, and its Fourier features can repeat wells outside the data, so shells out to 3
+spans beyond the range are integrated until one is negligible (``tail_mass_`` is the fraction
+found outside the box). ``score_samples`` is then a normalised log-density over the whole
+plane: ``likelihood_kind='exact'``, up to that quadrature. Beyond 2-D ``log Z`` is estimated
+once after fitting by annealed importance sampling (Neal 2001) from the uniform law on the
+walled box (widened to where the wall costs 32 nats per coordinate) with MALA transitions,
+seeded from ``random_state`` (so two ``score_samples`` calls agree), and ``likelihood_kind`` is
+``'estimate'`` on that instance, with ``log_z_se_`` its standard error. That estimate of log Z
+is biased low (the log of an unbiased estimate of Z; Jensen), so the log-likelihood is biased
+high and the NLL optimistic.
 
 Sampling. ``sampler='langevin'`` (default): MALA chains restarted from the persistent chains
 kept at the end of training (Du & Mordatch's replay-buffer sampling), ``sample_steps`` moves
-with adapted steps; ``init='uniform'`` starts them instead from a uniform draw over the walled
-box with tempering (T from ``init_temperature`` down to 1) -- for thin modes most such chains
-stay on the plateau (measured: 25% of samples on a mode of gaussians8), for the reason above.
+with adapted steps; ``sample_init='uniform'`` starts them instead from a uniform draw over the
+walled box with tempering (T from ``init_temperature`` down to 1) -- for thin modes most such
+chains stay on the plateau, for the reason above.
 ``sampler='grid'`` (<= 2-D): an exact draw from the quadrature-normalised density, by inverse
 CDF over the grid cells plus uniform jitter within a cell.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -71,6 +81,11 @@ WALL_PAD = 0.10  # the wall starts this fraction of the training span beyond the
 WALL_WIDTH = 0.03  # its quadratic scale tau, as a fraction of the span
 QUAD_PAD = 0.35  # the quadrature box: training range padded by this fraction of the span
 QUAD_MAX_DIM = 2
+#: log Z in <= 2-D also integrates shells beyond the quadrature box: the training range padded
+#: by these fractions of its span, one shell after another until a shell's mass is negligible
+TAIL_PADS = (QUAD_PAD, 0.75, 1.5, 3.0)
+TAIL_NEGLIGIBLE = 30.0  # nats below log Z: a shell this light (e^-30 of the mass) ends the search
+AIS_TAIL_TAUS = 8.0  # AIS starts uniform on the walled box widened by this many wall scales (32 nats)
 RESTART_GRID = 160  # nodes per axis of the randomly shifted grid that draws chain restarts (<= 2-D)
 REFRESH = 50  # training steps between two refreshes of the pool of restarts
 
@@ -106,7 +121,73 @@ class EnergyNet(nn.Module):
 
 @register("ebm")
 class EBM(TorchGenerativeModel):
-    """Energy-based model trained by persistent contrastive divergence (or DSM), sampled by MALA."""
+    """Energy-based model trained by persistent contrastive divergence (or DSM), sampled by MALA.
+
+    Parameters
+    ----------
+    objective : str, default='cd'
+        'cd' (persistent contrastive divergence) or 'dsm' (denoising score matching on the energy's
+        gradient).
+    hidden : int, default=64
+        Width of the energy MLP.
+    layers : int, default=3
+        Depth of the energy MLP.
+    n_freq : int, default=6
+        Fourier features sin/cos(pi 2^k z) per coordinate, k < n_freq.
+    alpha : float, default=0.01
+        Weight of the energy regulariser ``(E(x+)^2 + E(x-)^2).mean()``.
+    chain_steps : int, default=10
+        MALA moves of the persistent chains per training step.
+    chain_step_size : float, default=1e-3
+        Initial MALA step size of a chain (then adapted towards 57% acceptance).
+    buffer_size : int, default=2048
+        Persistent chains in the replay buffer.
+    reinit_frac : float, default=0.5
+        Share of the chains restarted each step (from the model on a shifted grid in <= 2-D).
+    dsm_sigma : float, default=0.02
+        Noise level of ``objective='dsm'`` in standardised units (p is the data blurred by it).
+    sampler : str, default='langevin'
+        'langevin' (MALA chains) or 'grid' (exact inverse-CDF draw from the quadrature, <= 2-D).
+    sample_init : str, default='chains'
+        Start of the sampling chains: 'chains' (the persistent chains) or 'uniform' (tempered, from the
+        walled box).
+    init_temperature : float, default=100.0
+        Starting temperature of the tempering with ``sample_init='uniform'``.
+    sample_steps : int, default=200
+        MALA moves of ``sample``.
+    quad_points : int, default=512
+        Quadrature nodes per axis for log Z in <= 2-D.
+    ais_steps : int, default=400
+        Annealing steps of the AIS estimate of log Z beyond 2-D.
+    ais_chains : int, default=1024
+        Chains of that AIS estimate.
+    max_steps : int, default=3000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=256
+        Rows per optimiser step.
+    lr : float, default=2e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=6
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
+    >>> import genzoo as gz
+    >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
+    >>> m = gz.make("ebm", max_steps=100, sample_steps=20, verbose=0, random_state=0).fit(X)
+    >>> m.sample(5, random_state=0).shape, m.score_samples(X[:4]).shape
+    ((5, 2), (4,))
+    """
 
     likelihood_kind: ClassVar[str] = "exact"  # quadrature-normalised in <= 2-D; 'estimate' (AIS) beyond
     exact_sampler: ClassVar[str | None] = "grid"  # <= 2-D: inverse CDF on the quadrature grid
@@ -250,12 +331,16 @@ class EBM(TorchGenerativeModel):
     def _grid_energies(self, n: int, shift: np.ndarray | float = 0.5) -> tuple[torch.Tensor, list[np.ndarray], float]:
         """Energies at the nodes of an ``n^D`` grid over the quadrature box, flattened (C order)."""
         axes, cell = self._quad_grid(n, shift)
+        return self._mesh_energies(axes), axes, cell
+
+    def _mesh_energies(self, axes: list[np.ndarray]) -> torch.Tensor:
+        """Energies at the nodes of the product grid of ``axes``, flattened (C order), float64."""
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
         out = []
         with torch.no_grad():
             for a in range(0, len(mesh), 65536):
                 out.append(self.energy(self._tensor(mesh[a:a + 65536])).double())
-        return torch.cat(out), axes, cell
+        return torch.cat(out)
 
     def _grid_draw(self, k: int, n: int, shift: np.ndarray | float = 0.5) -> torch.Tensor:
         """``k`` draws from the grid-normalised density: a node by inverse CDF, then uniform within its cell."""
@@ -269,45 +354,107 @@ class EBM(TorchGenerativeModel):
         return self._tensor(nodes + jitter)
 
     def _quadrature_log_z(self, n: int) -> float:
+        """log of the mass inside the quadrature box (midpoint rule, ``n`` nodes per axis)."""
         e, _, cell = self._grid_energies(n)
         return float(torch.logsumexp(-e, 0)) + math.log(cell)
 
-    def _ais_log_z(self, seed: int) -> float:
-        """Annealed importance sampling (Neal 2001) from the uniform law on the walled box.
+    def _shell_log_mass(self, inner: float, outer: float, n: int) -> float:
+        """log of the mass between the boxes padded by ``inner`` and ``outer`` spans (midpoint rule).
 
-        Intermediate targets ``q0(z)^(1-b) exp(-b E(z))`` on a geometric-spaced ladder of
-        ``b``; one MALA move per rung. Returns log of the mean importance weight.
+        The shell is cut into the ``3^D - 1`` rectangles around the inner box; each has ``n // 2``
+        nodes along an axis where it spans the inner box and ``n // 4`` across the padding.
+        """
+        lo, hi = self.z_lo_, self.z_hi_
+        span = np.maximum(hi - lo, 1e-3)
+        segments = [[(lo[j] - outer * span[j], lo[j] - inner * span[j], max(n // 4, 2)),
+                     (lo[j] - inner * span[j], hi[j] + inner * span[j], max(n // 2, 2)),
+                     (hi[j] + inner * span[j], hi[j] + outer * span[j], max(n // 4, 2))] for j in range(len(lo))]
+        parts = []
+        for pick in itertools.product(range(3), repeat=len(lo)):
+            if all(k == 1 for k in pick):  # the inner box itself
+                continue
+            axes, cell = [], 1.0
+            for j, k in enumerate(pick):
+                a, b, m = segments[j][k]
+                h = (b - a) / m
+                axes.append(a + h * (np.arange(m) + 0.5))
+                cell *= h
+            parts.append(torch.logsumexp(-self._mesh_energies(axes), 0) + math.log(cell))
+        return float(torch.logsumexp(torch.stack(parts), 0))
+
+    def _normalising_log_z(self, n: int) -> float:
+        """log Z over the whole space (<= 2-D): the quadrature box, plus the mass beyond it.
+
+        The wall makes exp(-E) fall off outside the training range, but the network's own
+        energy is not bounded there (its Fourier features repeat the wells it learned), so the
+        mass beyond the box is integrated rather than assumed away: shell after shell
+        (``TAIL_PADS``: out to 3 spans beyond the range, where the wall alone is 4,600 nats)
+        until a shell holds less than ``exp(-TAIL_NEGLIGIBLE)`` of the total. Sets ``tail_mass_``,
+        the fraction of the mass outside the quadrature box (that ``sampler='grid'`` never draws).
+        """
+        inside = self._quadrature_log_z(n)
+        tail = -math.inf
+        for inner, outer in zip(TAIL_PADS[:-1], TAIL_PADS[1:]):
+            shell = self._shell_log_mass(inner, outer, n)
+            tail = float(np.logaddexp(tail, shell))
+            if shell < np.logaddexp(inside, tail) - TAIL_NEGLIGIBLE:
+                break
+        else:
+            warnings.warn(f"ebm: the energy still holds mass {TAIL_PADS[-1]} spans beyond the training range; "
+                          "log Z omits what lies further out", RuntimeWarning, stacklevel=3)
+        log_z = float(np.logaddexp(inside, tail))
+        self.tail_mass_ = math.exp(tail - log_z)
+        return log_z
+
+    def _ais_log_z(self, seed: int) -> float:
+        """Annealed importance sampling (Neal 2001) of log Z, seeded by ``seed``.
+
+        Starts from the uniform law ``q0`` on the walled box widened by ``AIS_TAIL_TAUS`` wall
+        scales (where the wall alone costs 32 nats per coordinate), so the mass just past the
+        wall is counted; intermediate targets ``q0(z)^(1-b) exp(-b E(z))`` on the ladder
+        ``b_k = (k / K)^3``, one MALA move per rung. Returns the log of the mean importance
+        weight and sets ``log_z_se_``, its standard error over the chains (delta method).
+
+        Bias: the mean weight is an unbiased estimate of Z, so its log is biased *low*
+        (Jensen: ``E[log Z_hat] <= log Z``, by about ``log_z_se_^2 / 2``), and so is the mass
+        missed beyond the widened box; the log-likelihood ``-E - log Z_hat`` is therefore
+        biased *high* (the NLL optimistic), most where the chains mix poorly.
         """
         dev = torch.device(self.device_)
         m = self.module_
-        log_vol = float(torch.log(2 * m.wall_half).sum())
+        half = m.wall_half + AIS_TAIL_TAUS * m.wall_tau
+        log_vol = float(torch.log(2 * half).sum())
         betas = torch.linspace(0, 1, int(self.ais_steps) + 1).pow(3).tolist()
         with torch_seed(seed, dev):
-            x = self._uniform(int(self.ais_chains), dev)
+            x = m.wall_center + half * (2 * torch.rand(int(self.ais_chains), len(half), device=dev) - 1)
             logw = torch.zeros(len(x), dtype=torch.float64, device=dev)
             # start the MALA steps at the box's scale; they adapt as the target sharpens
-            step = torch.full((len(x), 1), float((0.1 * m.wall_half.mean()) ** 2), device=dev)
+            step = torch.full((len(x), 1), float((0.1 * half.mean()) ** 2), device=dev)
             for b0, b1 in zip(betas[:-1], betas[1:]):
                 with torch.no_grad():
                     logw += -(b1 - b0) * self.energy(x).double()
 
                 def lp(v: torch.Tensor, b: float = b1) -> torch.Tensor:
-                    inside = ((v - m.wall_center).abs() <= m.wall_half).all(1)  # q0 is uniform on the box
+                    inside = ((v - m.wall_center).abs() <= half).all(1)  # q0 is uniform on the box
                     return torch.where(inside, -b * self.energy(v), torch.full_like(v[:, 0], -math.inf))
 
                 res = mala(lp, x, step_size=step, n_steps=1, adapt=True)
                 x, step = res.x, res.step_size.clamp(1e-7, 1.0)
         # Z = vol * E_uniform[exp(-E)] estimated by the mean AIS weight
+        w = torch.exp(logw - logw.max())
+        self.log_z_se_ = float(w.std() / w.mean()) / math.sqrt(len(w)) if len(w) > 1 else math.nan
         return float(torch.logsumexp(logw, 0) - math.log(len(logw))) + log_vol
 
     def _fit_std(self, Z, y, seed):
         super()._fit_std(Z, y, seed)
         d = Z.shape[1]
         if d <= QUAD_MAX_DIM:
-            self.log_z_ = self._quadrature_log_z(int(self.quad_points))
+            self.log_z_ = self._normalising_log_z(int(self.quad_points))
+            self.log_z_se_ = 0.0
             self.likelihood_kind = "exact"
         else:
-            self.log_z_ = self._ais_log_z(seed + 1)
+            self.log_z_ = self._ais_log_z(seed + 1)  # fixed at fit: scoring twice gives the same numbers
+            self.tail_mass_ = None
             self.likelihood_kind = "estimate"
         if hasattr(self, "buffer_"):  # keep the final chains: samplers may restart from them
             self.chains_ = self.buffer_.cpu().numpy().astype(np.float32)
@@ -386,6 +533,9 @@ class EBM(TorchGenerativeModel):
     def _get_meta(self) -> dict:
         meta = super()._get_meta()
         meta["log_z_"] = float(self.log_z_)
+        for k in ("log_z_se_", "tail_mass_"):
+            if getattr(self, k, None) is not None:
+                meta[k] = float(getattr(self, k))
         meta["likelihood_kind"] = self.likelihood_kind
         return meta
 

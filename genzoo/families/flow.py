@@ -26,22 +26,18 @@ frequencies as prior (exact, one pass per class), and ``sample(n)`` without labe
 the class from that prior, so sampling and scoring describe the same distribution.
 Imputation uses the base class's grid-Gibbs sampler on this exact (marginal) density.
 
-Defaults, and why (NLL minus true entropy on 10,000 points, the acceptance protocol; "HQ":
-share of samples within 3 std of a mode, 98.9% for a perfect model; fit time on one thread).
+Defaults, and why (the measurements, with the commands that reproduce them, are in
+``benchmarks/RESULTS.md``, section ``flow``):
 
-- ``coupling="mixture", n_layers=6, blocks=1, batch_size=1024, max_steps=1000`` (about 30 s):
-  seed 0 / seed 1: ring 0.015 / 0.025, gaussians8 0.014 / 0.024 (HQ 98.1% / 98.4%), grid25
-  0.014 / 0.022 (HQ 99.2% / 99.0%), checkerboard 0.059 / 0.062. Every layer starts as the
-  marginal Gaussianisation of what reaches it (a 1-D mixture fitted by EM).
-- The spline flow it replaces (8 layers, hidden 64, 16 bins, batch 512, 1,500 steps, 45 s):
-  ring 0.025, gaussians8 0.046 (HQ 96.6%), grid25 0.050 (HQ 96.2%), checkerboard 0.079. Its
-  problem was generalisation, not fit: on grid25 its training NLL was 0.012 from the entropy
-  and its test NLL 0.050 (a spline spends several bins per thin mode, each fitted to ~360
-  points); 32 bins were worse (0.067), 8 bins underfit (0.14), a larger batch or weight
-  decay reached 0.038 at best.
+- ``coupling="mixture", n_layers=6, blocks=1, batch_size=1024, max_steps=1000`` (about 30 s on
+  one thread): every layer starts as the marginal Gaussianisation of what reaches it (a 1-D
+  mixture fitted by EM, ``data_init``), and a coordinate with several thin modes takes three
+  numbers per mode; grid25 gap 0.014 (seed 0, NLL minus the true entropy). The spline flow it
+  replaced generalised worse: it spends several bins per thin mode, each fitted to a few
+  hundred points, and fitted the training rows far better than held-out ones.
 - ``ema_decay=0.995``: the fit also keeps an exponential moving average of the weights; at
   each check the raw and the averaged weights are scored and the better competes for "best
-  so far" (a smoother held-out curve; spline ring 0.035 -> 0.023).
+  so far" (a smoother held-out curve).
 """
 
 from __future__ import annotations
@@ -104,6 +100,56 @@ class FlowNet(nn.Module):
 class Flow(TorchGenerativeModel):
     """Coupling normalising flow (Gaussian-mixture CDF, neural spline or RealNVP affine); exact likelihood and sampling.
 
+    Parameters
+    ----------
+    coupling : str, default='mixture'
+        Coupling transform: 'mixture' (Gaussian-mixture CDF then Phi^-1), 'spline' (rational-quadratic)
+        or 'affine' (RealNVP).
+    n_layers : int, default=6
+        Number of coupling layers.
+    hidden : int, default=64
+        Width of each conditioner network.
+    blocks : int, default=1
+        Residual blocks per conditioner.
+    bins : int, default=16
+        Spline bins per coordinate (``coupling='spline'``).
+    components : int, default=16
+        Gaussians per coordinate (``coupling='mixture'``).
+    tail_bound : float, default=3.0
+        The spline acts on [-tail_bound, tail_bound] of the standardised space, identity outside.
+    data_init : bool, default=True
+        Start each mixture / spline layer as the marginal Gaussianisation (1-D EM fit) of what reaches
+        it.
+    fourier : int, default=0
+        Conditioner inputs also as sin/cos(2^k x), k < fourier (0 = off).
+    label_dim : int, default=16
+        Size of the label embedding (used only when fitted with ``y``).
+    max_steps : int, default=1000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=1024
+        Rows per optimiser step.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=0.0
+        AdamW weight decay.
+    ema_decay : float, default=0.995
+        Decay of the weights' moving average; at each check the better of raw and averaged weights is
+        kept.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=6
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
     >>> import genzoo as gz
     >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
     >>> m = gz.make("flow", max_steps=200, verbose=0, random_state=0).fit(X)

@@ -5,65 +5,47 @@ at ``x_t = (1 - t) x0 + t x1`` on the velocity of the straight line between them
 (or on its average over the batch given ``x_t``, the stable target); sample by integrating
 ``dx/dt = v`` from noise (t = 0) to data (t = 1).
 
-Choices (measured on the 2-D benchmarks; numbers in the report):
+Defaults, and why (the measurements, with the commands that reproduce them, are in
+``benchmarks/RESULTS.md``, section ``flow_matching``):
 
 - Path: the linear (rectified / OT-displacement) path with ``sigma_min = 0``; its target
   velocity ``x1 - x0`` is exact, and the marginal field it learns transports N(0, I) to the
   data exactly (Lipman et al., Thm. 2; Liu et al., Thm. 3.3).
-- Target: with independent noise (``coupling='independent'``, the default) the regression
-  target is the stable target field (``stable_target='auto'``; Xu et al. 2023, the estimate
-  the ``score`` family uses): the marginal velocity ``(E[x1 | x_t] - x_t) / (1 - t)`` with
-  ``E[x1 | x_t]`` averaged over the batch's data rows, instead of one pair's ``x1 - x0``. It has
-  the same minimiser (the marginal field) with far less variance. ``coupling='ot'`` pairs the
-  noise and data rows of each minibatch by exact optimal transport (Hungarian algorithm,
-  within 64-row blocks; Tong et al. 2023's OT-CFM) and keeps the pair target: paths cross
-  less and are straighter (cheaper in few steps), but the density was worse. PF-ODE NLL minus
-  the true entropy, 10,000 points, seeds 0 / 1:
-
-  | coupling | ring | gaussians8 | grid25 |
-  |---|---|---|---|
-  | independent + stable target (default) | 0.003 / 0.013 | 0.003 / 0.009 | 0.022 / 0.023 |
-  | minibatch OT | 0.009 / - | 0.018 / - | 0.025-0.031 / 0.032 |
-  | independent, pair target | - | - | 0.088 / - |
-
-  Grid25 under OT overfits: at seed 1 the training rows sat 0.009 nats *below* the entropy
-  and held-out rows 0.032 above; weight decay (AdamW 1e-2, 1e-1), ``sigma_min = 0.005`` and a
-  logit-normal time distribution did not help (0.030-0.096). With labels the pairing / the
-  batch average is done within each class.
-- Network: an MLP (4 x 128, SiLU) on ``[x, sin(x B), cos(x B), features of logit(t), label]``
-  with 64 random Fourier features of ``x`` (scale 5; Tancik et al. 2020); samplers and the
-  likelihood use an exponential moving average of the weights. Measured under OT (10,000
-  points, T=1, seed 0): without the Fourier features ``grid25`` had 26% of samples within 3 std of
-  a mode (gap 2.3 nats); with them, 3 x 256 for 6,000 steps 95.5% (gap 0.054); 4 x 128 for
-  8,000 steps at ``lr=4e-3`` (same time) 97.7% (gap 0.037); ``time_dist='end'``, Fourier
-  scale 3 were no better. Then batch 512 for 6,000 steps (1.25x the time, with the OT
-  cost matrix now built per 64-row block): grid25 gap 0.036 -> 0.025 (HQ 97.9%); 512 x 5,000
-  0.030, 768 x 4,000 0.029, 1024 x 4,000 0.027, 512 x 8,000 0.028 (61 s); ``lr=2e-3`` 0.039,
-  ``coupling='independent'`` 0.088, damped Fourier features (as in ``score``) 0.070.
-  ``early_stopping=False``: the validation loss is
-  dominated by the regression target's irreducible variance, and stopping at its noisy
-  minimum ended ``gaussians8`` after ~4,000 steps (HQ 92.9% vs 98.2% for all 8,000).
+- ``coupling='independent'`` with ``stable_target='auto'``: the regression target is the
+  stable target field (Xu et al. 2023, as in ``score``), the marginal velocity
+  ``(E[x1 | x_t] - x_t) / (1 - t)`` with ``E[x1 | x_t]`` averaged over the batch's data rows:
+  the same minimiser as one pair's ``x1 - x0`` with far less variance. ``coupling='ot'``
+  (minibatch optimal transport in 64-row blocks, Tong et al. 2023's OT-CFM) keeps the pair
+  target: straighter paths, but it overfits and its density is worse (grid25 gap 0.022 for
+  the default against 0.025-0.031 under OT, seed 0). With labels the batch average / the
+  pairing is done within each class.
+- Network: a 4 x 128 SiLU MLP on ``[x, sin(x B), cos(x B), features of logit(t), label]``
+  with 64 random Fourier features of ``x`` (scale 5; Tancik et al. 2020), without which the
+  thin modes of ``grid25`` are not reached; samplers and the likelihood use an exponential
+  moving average of the weights. ``lr=4e-3`` and batch 512 for 6,000 steps: the best of the
+  settings tried at the same time budget.
+- ``early_stopping=False``: the validation loss is dominated by the target's irreducible
+  variance, and stopping at its noisy minimum ends training too early.
 - Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``) in log-time
   (``genzoo.nn.velocity.log_time``: steps geometric in ``1 - t``, where the field contracts
-  onto thin modes; Heun 50 steps: ``grid25`` 95.8% in ``t``, 97.6% in log-time, same NFE),
-  NFE per sample in ``last_nfe_``; classifier-free guidance ``v_null + g (v_y - v_null)``
-  with one network trained with label dropout (``g = 1`` plain conditional).
+  onto thin modes), NFE per sample in ``last_nfe_``. Classifier-free guidance with one
+  network trained with label dropout, genzoo's one convention
+  ``v_uncond + g (v_cond - v_uncond)`` (``g = 1`` plain conditional, ``g = 0`` unconditional;
+  ``genzoo.objectives.guidance``).
 - Likelihood (``likelihood_kind='exact'``): the instantaneous change of variables
-  (Chen et al. 2018) through the same ODE, exact divergence in low dimension (Hutchinson
-  beyond 10), fixed-step RK4 (64 steps, log-time) by default: 64 and 256 steps agree to
-  0.001 nats on ``grid25``, 16 steps are off by 0.01-0.03. It is the exact density of the continuous
-  normalising flow the sampler integrates, up to solver error (an RK4-vs-dopri5 check is in
-  the tests). On a model fitted with labels it is the unconditional (null-label) density.
+  (Chen et al. 2018) through the same ODE, fixed-step RK4 (64 steps, log-time; 256 steps
+  agree to 0.001 nats), with the exact divergence up to 10 dimensions; beyond, a seeded
+  multi-probe Hutchinson estimate and ``likelihood_kind='estimate'``. It is the density of
+  the continuous normalising flow the sampler integrates, up to solver error. On a model
+  fitted with labels, ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)``
+  that ``sample(n)`` draws (``null_label=True``: the null-label density).
 - Imputation (``impute_method``): up to 3 dimensions, the base class's grid inverse-CDF
-  Gibbs sampler on the exact ODE density (exact for the model up to the grid; one 1-D grid
-  of ODE likelihoods per distinct observed part). Beyond, RePaint (Lugmayr et al. 2022)
-  adapted to the linear path: the observed coordinates are replaced by fresh draws from
-  their path marginal ``t x_obs + (1 - t) eps`` before every stochastic (ancestral) step,
-  each step repeated ``resample`` times with an exact jump back in between. That marginal
-  is the one of *independent* noise: with ``coupling='independent'`` (the default) it is right in
-  the limit (with the exact field of a ring, x = 0 observed, the median |y| is 1.00 for the
-  true 0.96), but minibatch-OT pairs noise with nearby data, and on the learned OT model the
-  draws came out at 0.74 (0.98 for the same model trained with independent coupling).
+  Gibbs sampler on the exact ODE density. Beyond, RePaint (Lugmayr et al. 2022) adapted to
+  the linear path: the observed coordinates are replaced by fresh draws from their path
+  marginal ``t x_obs + (1 - t) eps`` before every stochastic step, each step repeated
+  ``resample`` times with an exact jump back in between. That marginal is the one of
+  independent noise, so RePaint is right in the limit with ``coupling='independent'`` and
+  biased under minibatch OT, which pairs noise with nearby data.
 """
 
 from __future__ import annotations
@@ -93,13 +75,88 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
-from genzoo.samplers.ode import ProbabilityFlow, integrate, log_likelihood
+from genzoo.samplers.ode import ProbabilityFlow, TraceLikelihoodKind, integrate, log_likelihood, trace_options
 
 
 @register("flow_matching")
 class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     """Flow matching on the linear path (stable target field, or minibatch OT); ODE sampling, exact ODE likelihood.
 
+    Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
+    ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
+    the class and ``null_label=True`` the null-label density.
+
+    Parameters
+    ----------
+    coupling : str, default='independent'
+        Noise-data pairing: 'independent' or 'ot' (exact minibatch optimal transport in 64-row blocks).
+    hidden : int, default=128
+        Width of the velocity MLP.
+    layers : int, default=4
+        Depth of the velocity MLP.
+    time_dim : int, default=32
+        Size of the sinusoidal time features.
+    time_scale : float, default=4.0
+        Frequency scale of the time features.
+    fourier_features : int, default=64
+        Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
+        only.
+    fourier_scale : float, default=5.0
+        Standard deviation of B, per unit of standardised data.
+    time_dist : str, default='uniform'
+        Training times: 'uniform', or 'end' (half with 1 - t log-uniform, near the data).
+    stable_target : 'auto' or bool, default='auto'
+        Regress on the batch's stable target field (Xu et al. 2023) instead of the pair's ``x1 - x0``;
+        'auto' = with independent noise only.
+    label_dropout : float, default=0.1
+        Share of training labels replaced by the null label, so one network also learns the
+        unconditional model (guidance).
+    guidance : float, default=1.0
+        Classifier-free guidance ``uncond + g (cond - uncond)`` at sampling: 1 = plain conditional, 0 =
+        unconditional, > 1 sharper (``genzoo.objectives.guidance``).
+    ema_decay : float, default=0.999
+        Decay of the weights' moving average, used for sampling and the likelihood.
+    sampler : str, default='heun'
+        ODE solver of ``sample``: 'euler', 'heun', 'rk4' (fixed steps, in log-time) or 'dopri5'
+        (adaptive).
+    sample_steps : int, default=50
+        Fixed steps of ``sample`` (ignored by 'dopri5'); NFE in ``last_nfe_``.
+    likelihood_method : str, default='rk4'
+        ODE solver of the likelihood (fixed steps unless 'dopri5').
+    likelihood_steps : int, default=64
+        Fixed steps of the likelihood solve.
+    rtol : float, default=1e-5
+        Relative tolerance of the adaptive ('dopri5') solves.
+    atol : float, default=1e-5
+        Absolute tolerance of the adaptive ('dopri5') solves.
+    impute_method : str, default='auto'
+        'grid' (Gibbs on the exact ODE density, up to 3 dimensions), 'repaint' or 'auto' (grid up to 3
+        dimensions, else RePaint).
+    impute_steps : int, default=50
+        Reverse steps of RePaint imputation.
+    resample : int, default=10
+        RePaint resamplings per step (each with a jump back).
+    max_steps : int, default=6000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=512
+        Rows per optimiser step.
+    lr : float, default=4e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=False
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
     >>> import genzoo as gz
     >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
     >>> m = gz.make("flow_matching", max_steps=200, verbose=0, random_state=0).fit(X)
@@ -107,7 +164,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     ((5, 2), 10)
     """
 
-    likelihood_kind = "exact"
+    likelihood_kind = TraceLikelihoodKind()  # "estimate" when fitted on > 10 features (seeded Hutchinson trace)
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
     summary = "flow matching (linear path, stable target or minibatch OT): ODE sampling, exact likelihood, guidance"
@@ -247,7 +304,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         for a in range(0, len(Z), int(batch)):
             f = log_time(self.probability_flow(None if yt is None else yt[a:a + int(batch)], 1.0).f)
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
-                                     steps=steps, rtol=float(self.rtol), atol=float(self.atol))
+                                     steps=steps, rtol=float(self.rtol), atol=float(self.atol), **trace_options(self))
             out.append(lp.double())
         self.last_nfe_ = nfe
         return torch.cat(out).cpu().numpy()

@@ -124,22 +124,64 @@ class GAN(TorchGenerativeModel):
 
     Parameters
     ----------
-    latent_dim : size of the generator's noise u ~ N(0, I).
-    hidden, layers : generator MLP width and depth (ReLU, so it can fold space sharply).
-    d_hidden, d_layers : discriminator MLP width and depth (LeakyReLU 0.2).
-    stabilize : the stabilisation recipe (R1, Adam betas (0.5, 0.9), EMA, rejection, packing);
-        False = the plain non-saturating GAN.
-    pack : samples per discriminator input when stabilised (PacGAN m; 1 = no packing).
-    r1_gamma, r1_every : R1 penalty weight (standardised data) and how often it is applied.
-    ema_decay : decay of the generator's moving average when stabilised.
-    d_lr_ratio : discriminator learning rate / generator learning rate.
-    rejection : discriminator rejection sampling when stabilised.
-    rejection_steps : training steps of the rejection critic against the frozen generator
-        (at most ``max_steps``).
-    rejection_quantile : quantile of the critic's logit over generated points used as the ceiling M.
-    fourier_features, fourier_scale : number and scale (per unit of standardised data) of the
-        critic's random Fourier features (0 = raw coordinates only).
-    impute_starts, impute_steps, impute_tol : latent search of ``impute`` (see ``_impute_std``).
+    latent_dim : int, default=8
+        Size of the generator's noise u ~ N(0, I).
+    hidden : int, default=128
+        Generator MLP width (ReLU, so it can fold space sharply).
+    layers : int, default=3
+        Generator MLP depth.
+    d_hidden : int, default=128
+        Discriminator MLP width (LeakyReLU 0.2).
+    d_layers : int, default=3
+        Discriminator MLP depth.
+    stabilize : bool, default=True
+        The stabilisation recipe (R1, Adam betas (0.5, 0.9), EMA, rejection, packing); False = the plain
+        non-saturating GAN.
+    pack : int, default=1
+        Samples per discriminator input when stabilised (PacGAN m; 1 = no packing, and no rejection when
+        > 1).
+    r1_gamma : float, default=0.1
+        R1 penalty weight on real data (standardised units).
+    r1_every : int, default=4
+        Apply the R1 penalty every this many steps, with its weight scaled up to match.
+    ema_decay : float, default=0.999
+        Decay of the generator's moving average when stabilised.
+    d_lr_ratio : float, default=1.0
+        Discriminator learning rate / generator learning rate.
+    rejection : bool, default=True
+        Discriminator rejection sampling (a critic trained after the game) when stabilised.
+    rejection_steps : int, default=1000
+        Training steps of the rejection critic against the frozen generator (at most ``max_steps``).
+    rejection_quantile : float, default=0.95
+        Quantile of the critic's logit over generated points used as the acceptance ceiling M.
+    fourier_features : int, default=32
+        Random Fourier features of the rejection critic's input (0 = raw coordinates only).
+    fourier_scale : float, default=5.0
+        Scale of those features per unit of standardised data.
+    impute_starts : int, default=16
+        Random latent starts per row of ``impute``'s latent search.
+    impute_steps : int, default=200
+        Adam steps of each latent search.
+    impute_tol : float, default=0.02
+        Observation noise (standardised units) of the latent search's fit to the observed coordinates.
+    max_steps : int, default=4000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=256
+        Rows per optimiser step.
+    lr : float, default=5e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=10
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
 
     Examples
     --------

@@ -5,53 +5,29 @@ flow), then draw noise, push it through the learned ODE, and learn again on thos
 (noise, own-sample) pairs: the new coupling is deterministic, the new field's paths cannot
 cross, and after a reflow or two one Euler step nearly reaches the data.
 
-Choices (measured on the 2-D benchmarks; numbers in the report):
+Defaults, and why (the measurements, with the commands that reproduce them, are in
+``benchmarks/RESULTS.md``, section ``rectified_flow``):
 
-- 1-RF: conditional flow matching on the linear path ``x_t = (1 - t) x0 + t x1`` (as the
+- 1-RF: conditional flow matching on the linear path ``x_t = (1 - t) x0 + t x1`` (the
   ``flow_matching`` family), with independent noise and the stable target field
-  (``coupling='independent'``, ``stable_target='auto'``; Liu et al.'s original coupling with
-  a lower-variance regression target), or with the noise paired to the data by minibatch
-  optimal transport (``coupling='ot'``, Tong et al. 2023). OT starts the reflow from
-  straighter paths (normalised path energy 0.19 against 5.3), but its 1-RF memorises the
-  training rows (``grid25``: training rows 0.021 nats above the entropy, held-out rows
-  0.042) and the reflow inherits that; the independent 1-RF generalises better, and a long
-  enough reflow straightens its curved paths just as far (path energy 5.3 -> 0.001).
-- Reflow (``n_reflow`` times, default 1): ``reflow_pairs`` noise draws are integrated to
-  samples by the current field (``pair_sampler`` / ``pair_steps``: RK4 in log-time, 32 steps;
-  on the curved 1-RF 16 steps sent 1% of the pairs 0.6 away from the 256-step endpoint,
-  32 keep 99% within 0.013, below a ``grid25`` mode's 0.018; ``grid25`` gap 0.020 / 0.027
-  -> 0.018 / 0.023 at seeds 0 / 1); the same training loop is then
-  run on those fixed pairs, warm-started from the current weights (as Liu et al. do), for
-  ``reflow_steps`` steps with batches of ``reflow_batch_size`` at ``reflow_lr``; the weight
-  average restarts with the reflow (carried over at decay 0.999 it kept 5% of the 1-RF's
-  weights after 3,000 steps). The reflow loss ``|v(x_t, t) - (x1 - x0)|^2`` on fixed pairs
-  is Liu et al.'s eq. (1).
-- What the reflow costs in likelihood: the reflowed field's density is the 1-RF's (its
-  samples are the reflow's data) plus the reflow's regression error. ``grid25``, NLL minus
-  the true entropy, 10,000 points, seed 0 (one thread):
-
-  | 1-RF | reflow | gap |
-  |---|---|---|
-  | OT, 256 x 5,000 (0.042 alone) | 512 x 3,000, 20,000 pairs (before) | 0.054 |
-  | OT, 512 x 12,000 | 512 x 8,000, 80,000 pairs | 0.031 |
-  | independent, 256 x 5,000 (0.032 alone) | 512 x 3,000, 20,000 pairs | 0.072 |
-  | independent, 512 x 9,000 (0.016 alone) | 512 x 4,000 at ``lr`` 4e-3 / 8e-3 | 0.036 / 0.026 |
-  | independent, 512 x 9,000 | 512 x 8,000 at ``lr`` 4e-3 / 8e-3 | 0.024 / 0.020 |
-  | the same, pairs by 32 RK4 steps, not 16 (default) | | 0.018 (seeds 1, 2: 0.023, 0.030) |
-  | independent, 512 x 9,000 | 256 x 12,000 at ``lr`` 4e-3 | 0.020 |
-
-  Straightening a curved 1-RF is a harder regression than straightening an OT one: it
-  needs the longer, faster (``reflow_lr=8e-3``) reflow; at the old 3,000 steps it lost 0.05
-  nats. Neither mixing real data into the reflow (a mixture coupling, 0.048), nor
-  perturbing the reflow's noise, U-shaped reflow times, a wider network or other Fourier
-  scales closed the gap from the OT 1-RF.
-- The cost: two trainings of a flow-matching network. ``grid25`` on 2 cores: 117 s in all,
-  of which 9,000 1-RF steps and 8,000 reflow steps (512 rows) 90 s and the 80,000 pairs 21 s
-  (``gaussians8``: 105 s): three to four times the issue's 30 s budget, which bought the
-  issue's 0.03 nats for ODE likelihoods on ``grid25`` (none of the 30-40 s settings above
-  reached it). ``max_steps=5000, reflow_steps=4000, reflow_pairs=20000`` is the quick
-  setting: ``grid25`` seed 0 in 55 s on 2 cores, gap 0.049, 8 Euler steps 97% within 3 std
-  of a mode (one step 79%).
+  (``coupling='independent'``, ``stable_target='auto'``: Liu et al.'s coupling with a
+  lower-variance regression target); 512 rows x 9,000 steps. Minibatch OT
+  (``coupling='ot'``, Tong et al. 2023) starts the reflow from straighter paths but its 1-RF
+  memorises the training rows, and the reflow inherits that; a long enough reflow
+  straightens the independent 1-RF's curved paths just as far.
+- Reflow (``n_reflow`` times, default 1): ``reflow_pairs`` (80,000) noise draws are integrated
+  to samples by the current field (``pair_sampler`` / ``pair_steps``: RK4 in log-time,
+  32 steps, accurate to well below a ``grid25`` mode's width; 16 were not); the same
+  training loop then runs on those fixed pairs, warm-started from the current weights (as
+  Liu et al. do), for ``reflow_steps=8000`` steps at ``reflow_lr=8e-3``: straightening a
+  curved 1-RF is a harder regression than the 1-RF's own and needs the longer, faster
+  reflow. The weight average restarts with the reflow. The reflow loss
+  ``|v(x_t, t) - (x1 - x0)|^2`` on fixed pairs is Liu et al.'s eq. (1).
+- What the reflow costs: the reflowed field's density is the 1-RF's (its samples are the
+  reflow's data) plus the reflow's regression error; at the defaults ``grid25`` is 0.018
+  nats above the entropy (seed 0), and the fit takes about 2 minutes on 2 cores (two
+  trainings of a flow-matching network plus the pairs). ``max_steps=5000,
+  reflow_steps=4000, reflow_pairs=20000`` is the quick setting (about half the time).
 - Straightness after 1-RF and after each reflow is kept in ``reflow_history_``: the
   normalised path energy ``E int |v|^2 dt / E |x1 - x0|^2 - 1`` (Tong et al. 2023; 0 for
   straight constant-speed paths, equal to Liu et al.'s straightness over the transport
@@ -60,14 +36,17 @@ Choices (measured on the 2-D benchmarks; numbers in the report):
   (all in standardised units).
 - Network: as flow matching's (4 x 128 MLP with 64 random Fourier features of ``x``,
   ``lr=4e-3``, no early stopping).
-- Sampling: Euler, ``sample_steps=8`` by default (``grid25``, seeds 0 / 1: 1/2/4/8/16 Euler
-  steps put 75/93/95/97/98% and 73/94/95/97/98% of samples within 3 std of a mode; with
-  the OT 1-RF and the shorter reflow before, 33/83/89/93% at 1/2/4/8); any solver and step
-  count is available (``sample(n, steps=1, sampler='euler')`` is the one-step generator).
-- Likelihood steps: 64 (RK4 in log-time); 16 were off by 0.04 nats on ``gaussians8``.
-- Likelihood (``'exact'``): the instantaneous change of variables through the final
-  (reflowed) field, as in flow matching: the density of the continuous flow the
-  many-step sampler integrates (few-step samples approximate it).
+- Sampling: Euler, ``sample_steps=8`` by default (on ``grid25`` 8 steps put 97% of samples
+  within 3 std of a mode, 16 steps 98%, one step three quarters); any solver and step count is available
+  (``sample(n, steps=1, sampler='euler')`` is the one-step generator). Classifier-free
+  guidance as in ``flow_matching``: ``v_uncond + g (v_cond - v_uncond)``, ``g = 1`` plain
+  conditional, ``g = 0`` unconditional (``genzoo.objectives.guidance``).
+- Likelihood (``'exact'``; ``'estimate'`` beyond 10 dimensions, a seeded Hutchinson trace):
+  the instantaneous change of variables through the final (reflowed) field, as in flow
+  matching, RK4 on 64 steps in log-time: the density of the continuous flow the many-step
+  sampler integrates (few-step samples approximate it). On a model fitted with labels,
+  ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)`` that ``sample(n)``
+  draws (``null_label=True``: the null-label density).
 - Imputation: as in ``flow_matching`` (grid Gibbs on the exact ODE density up to 3
   dimensions; RePaint beyond, biased here since reflow pairs are not independent noise).
 """
@@ -104,13 +83,100 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
-from genzoo.samplers.ode import ProbabilityFlow, integrate, log_likelihood
+from genzoo.samplers.ode import ProbabilityFlow, TraceLikelihoodKind, integrate, log_likelihood, trace_options
 
 
 @register("rectified_flow")
 class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     """Rectified flow with reflow; few-step Euler sampling, straightness history, exact ODE likelihood.
 
+    Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
+    ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
+    the class and ``null_label=True`` the null-label density.
+
+    Parameters
+    ----------
+    n_reflow : int, default=1
+        Number of reflows after the 1-RF (0 = plain flow matching).
+    coupling : str, default='independent'
+        Noise-data pairing of the 1-RF: 'independent' or 'ot' (exact minibatch optimal transport in
+        64-row blocks).
+    stable_target : 'auto' or bool, default='auto'
+        Regress on the batch's stable target field (Xu et al. 2023) instead of the pair's ``x1 - x0``;
+        'auto' = with independent noise only.
+    reflow_steps : int, default=8000
+        Training steps of each reflow (a step budget).
+    reflow_batch_size : int, default=512
+        Rows per reflow step.
+    reflow_lr : float, default=8e-3
+        Learning rate of the reflow.
+    reflow_pairs : int, default=80000
+        (noise, sample) pairs generated for each reflow (a budget).
+    pair_sampler : str, default='rk4'
+        ODE solver that integrates the reflow pairs.
+    pair_steps : int, default=32
+        Its steps (in log-time).
+    hidden : int, default=128
+        Width of the velocity MLP.
+    layers : int, default=4
+        Depth of the velocity MLP.
+    time_dim : int, default=32
+        Size of the sinusoidal time features.
+    time_scale : float, default=4.0
+        Frequency scale of the time features.
+    fourier_features : int, default=64
+        Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
+        only.
+    fourier_scale : float, default=5.0
+        Standard deviation of B, per unit of standardised data.
+    label_dropout : float, default=0.1
+        Share of training labels replaced by the null label, so one network also learns the
+        unconditional model (guidance).
+    guidance : float, default=1.0
+        Classifier-free guidance ``uncond + g (cond - uncond)`` at sampling: 1 = plain conditional, 0 =
+        unconditional, > 1 sharper (``genzoo.objectives.guidance``).
+    ema_decay : float, default=0.999
+        Decay of the weights' moving average, used for sampling and the likelihood.
+    sampler : str, default='euler'
+        ODE solver of ``sample``: 'euler' (the few-step generator), 'heun', 'rk4' or 'dopri5'.
+    sample_steps : int, default=8
+        Fixed steps of ``sample``; ``steps=1`` is the one-step generator.
+    likelihood_method : str, default='rk4'
+        ODE solver of the likelihood (fixed steps unless 'dopri5').
+    likelihood_steps : int, default=64
+        Fixed steps of the likelihood solve.
+    rtol : float, default=1e-5
+        Relative tolerance of the adaptive ('dopri5') solves.
+    atol : float, default=1e-5
+        Absolute tolerance of the adaptive ('dopri5') solves.
+    impute_method : str, default='auto'
+        'grid' (Gibbs on the exact ODE density, up to 3 dimensions), 'repaint' or 'auto' (grid up to 3
+        dimensions, else RePaint).
+    impute_steps : int, default=50
+        Reverse steps of RePaint imputation.
+    resample : int, default=10
+        RePaint resamplings per step (each with a jump back).
+    max_steps : int, default=9000
+        Training steps of the 1-RF (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=512
+        Rows per optimiser step.
+    lr : float, default=4e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=False
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
     >>> import genzoo as gz
     >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
     >>> m = gz.make("rectified_flow", max_steps=200, reflow_steps=100, reflow_pairs=1000, verbose=0,
@@ -119,7 +185,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     ((5, 2), 8, 2)
     """
 
-    likelihood_kind = "exact"
+    likelihood_kind = TraceLikelihoodKind()  # "estimate" when fitted on > 10 features (seeded Hutchinson trace)
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
     summary = "rectified flow (flow matching + reflow): straight paths, one-to-few-step Euler sampling"
@@ -339,7 +405,7 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
         for a in range(0, len(Z), int(batch)):
             f = log_time(self._field(None if yt is None else yt[a:a + int(batch)], 1.0))
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
-                                     steps=steps, rtol=float(self.rtol), atol=float(self.atol))
+                                     steps=steps, rtol=float(self.rtol), atol=float(self.atol), **trace_options(self))
             out.append(lp.double())
         self.last_nfe_ = nfe
         return torch.cat(out).cpu().numpy()

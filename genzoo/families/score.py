@@ -12,29 +12,22 @@ with unit data variance (the data are standardised): ``D = c_skip x + c_out F(c_
 with the weighting that gives ``F`` a unit-variance target at every level -- the low-noise
 levels, where thin modes are resolved, train as well as the rest.
 
-Defaults, and why (PF-ODE NLL minus the true entropy on grid25, 10,000 points, seed 0; the
-dopri5 solve, sigma_min and the prior together cost 0.002 nats with the exact mixture
-denoiser, so the gap is the learned score's): the plain model missed by 0.16 nats, most of it
-from noise levels 0.1-2 (standardised units), where the score is smooth but the fixed Fourier
-features still wiggled it -- the ODE likelihood penalises wiggles of the score (its Jacobian)
-much more than the DSM loss does. Hence
+Defaults, and why (the measurements, with the commands that reproduce them, are in
+``benchmarks/RESULTS.md``, section ``score``). The ODE likelihood penalises wiggles of the
+learned score (its Jacobian) much more than the DSM loss does, and the plain model's miss
+came mostly from noise levels 0.1-2 (standardised units), where the score is smooth but
+fixed Fourier features still wiggle it. Hence:
 
-- ``fourier_damping``: each Fourier feature is multiplied by ``exp(-|b|^2 (c_in sigma)^2 / 2)``,
-  its own average under the noise at that level, so high frequencies fade as sigma grows
-  (0.16 -> 0.09);
+- ``fourier_damping=True``: each Fourier feature is multiplied by ``exp(-|b|^2 (c_in sigma)^2 / 2)``,
+  its own average under the noise at that level, so high frequencies fade as sigma grows;
 - ``focus=0.8``: that share of each batch draws sigma from EDM's log-normal (ln sigma ~
-  N(-1.2, 1.2^2)), the rest log-uniform on the whole range (0.09 -> 0.043; 0.5: 0.053, 1.0:
-  0.061);
-- ``max_steps=4000`` (0.043 -> 0.032) and ``lr=3e-3`` (0.032 -> 0.016), affordable since the
-  stable target is now one matmul instead of a (B, B, D) tensor (3000 steps: 30 s -> 21 s on
-  one thread);
-- ``rtol = atol = 1e-5`` for the likelihood solve (1e-4 missed the exact Gaussian answer by up
-  to 4e-3 nats per point; now 4e-4; about 1.3x the function evaluations).
+  N(-1.2, 1.2^2)), the rest log-uniform on the whole range (0.5 and 1.0 were worse);
+- ``max_steps=4000`` and ``lr=3e-3``, affordable since the stable target is one matmul;
+- ``rtol = atol = 1e-5`` for adaptive likelihood solves (1e-4 missed the exact Gaussian answer
+  by up to 4e-3 nats per point).
 
-With these defaults (gap; seed 0 / seed 1): ring 0.006 / 0.016, gaussians8 0.012 / 0.010, grid25
-0.016 / 0.020 (before: 0.032, 0.073, 0.158 at seed 0); 98-99% of samples on the support; fit
-25-48 s on one shared thread. Not the cause: EMA (decay 0.995: same), a lower Fourier scale
-(2: same; 12: 0.48), a larger stable-target reference (2,560 rows: 0.13 at 2-3x the cost).
+Together they took the ``grid25`` gap (PF-ODE NLL minus the true entropy, seed 0) from 0.158
+to 0.016; 98-99% of samples land on the support.
 
 One network in this "sigma space" (the variance-exploding parameterisation) serves both SDEs:
 the VE SDE perturbs ``x_t = x + sigma(t) eps`` directly, and the VP SDE's ``x_t = alpha_t x +
@@ -55,18 +48,22 @@ Samplers (``sample(n, sampler=..., steps=...)``, NFE per sample in ``last_nfe_``
 
 Likelihood (``likelihood_kind='exact'``): the instantaneous change of variables along the
 probability-flow ODE (Chen et al. 2018; Song et al. 2021, Sec. 4.3), integrated in log-sigma
-time from ``sigma_min`` to ``sigma_max`` by RK4 with 48 fixed steps (``samplers.ode``; a fixed
-grid makes each row's number independent of the batch it is scored in, which an adaptive
-solver's shared step size does not: gaussians8 gap 0.0108 at 48 steps against 0.0110 at 128
-and 0.0115 with dopri5 at 1e-5, see benchmarks/RESULTS.md), with the exact divergence up to 10 dimensions and Hutchinson's
-estimator beyond. The prior at ``sigma_max`` is N(0, (1 + sigma_max^2) I), the exact covariance
-of that marginal. The density is the model's p at ``sigma_min`` (the data convolved with N(0, sigma_min^2)), exact up to solver
-tolerance.
+time from ``sigma_min`` to ``sigma_max`` by RK4 on 48 fixed steps (``samplers.ode``). A fixed
+grid gives each row the same number whatever batch it is scored in, which an adaptive solver's
+shared step size does not (and 128 steps or dopri5 change the gap by under 0.001 nats). The
+divergence is exact up to 10 dimensions; beyond, a seeded Hutchinson estimate
+(``likelihood_kind='estimate'``). The prior at ``sigma_max`` is N(0, (1 + sigma_max^2) I), the
+exact covariance of that marginal. The density is the model's p at ``sigma_min`` (the data
+convolved with N(0, sigma_min^2)), exact up to solver error.
 
 Conditioning: classifier-free guidance (Ho & Salimans 2021) with one network trained with
-``label_dropout``: ``s = s_null + g (s_y - s_null)``, ``guidance=g`` (1 = plain conditional, the
-convention of the other genzoo families). Imputation: the reverse SDE with the observed
-coordinates replaced at every step by their own forward-perturbed values (Song et al. 2021,
+``label_dropout``: ``s = s_uncond + g (s_cond - s_uncond)``, ``guidance=g``, genzoo's one
+convention (g = 1 plain conditional, g = 0 unconditional; ``genzoo.objectives.guidance``). On a
+model fitted with labels ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)`` that
+``sample(n)`` draws (``null_label=True``: the null-label density).
+
+Imputation: the reverse SDE with the observed coordinates replaced at every step by their own
+forward-perturbed values (Song et al. 2021,
 App. I.2), with RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is
 repeated ``resample`` times, jumping back to the step's noise level in between, so that the
 missing coordinates can settle into agreement with the observed ones (replacement alone lets
@@ -100,7 +97,7 @@ from genzoo.params import (
 )
 from genzoo.registry import register
 from genzoo.samplers.langevin import annealed_langevin, geometric_schedule
-from genzoo.samplers.ode import integrate, log_likelihood
+from genzoo.samplers.ode import TraceLikelihoodKind, integrate, log_likelihood, trace_options
 from genzoo.samplers.schedules import LinearSchedule
 from genzoo.samplers.sde import VESDE, VPSDE, reverse_euler_maruyama
 
@@ -153,9 +150,97 @@ class ScoreNet(nn.Module):
 
 @register("score")
 class ScoreModel(TorchGenerativeModel):
-    """Score-based model (DSM at many noise levels); reverse SDE (VP/VE), PF-ODE and annealed Langevin."""
+    """Score-based model (DSM at many noise levels); reverse SDE (VP/VE), PF-ODE and annealed Langevin.
 
-    likelihood_kind: ClassVar[str] = "exact"
+    Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
+    ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
+    the class and ``null_label=True`` the null-label density.
+
+    Parameters
+    ----------
+    sde : str, default='vp'
+        Reverse SDE of the 'sde' sampler: 'vp' (linear beta 0.1..20) or 've' (geometric sigma).
+    sigma_min : float, default=1e-3
+        Smallest noise level (the model's density is the data blurred by it).
+    sigma_max : float, default=20.0
+        Largest noise level (the prior N(0, (1 + sigma_max^2) I)).
+    hidden : int, default=128
+        Width of the denoiser MLP.
+    layers : int, default=3
+        Depth of the denoiser MLP.
+    fourier_features : int, default=64
+        Random Fourier features of the scaled input; 0 = raw coordinates only.
+    fourier_scale : float, default=4.0
+        Standard deviation of their frequencies, per unit of standardised data.
+    time_dim : int, default=32
+        Size of the sinusoidal features of log sigma.
+    fourier_damping : bool, default=True
+        Scale each Fourier feature by its mean under the level's noise, so high frequencies fade as
+        sigma grows.
+    focus : float, default=0.8
+        Share of each batch with sigma from EDM's log-normal (ln sigma ~ N(-1.2, 1.2^2)); the rest
+        log-uniform.
+    stable_target : 'auto' or bool, default=True
+        Regress on the batch posterior mean of the clean row (Xu et al. 2023) instead of the row itself.
+    label_dropout : float, default=0.15
+        Share of training labels replaced by the null label, so one network also learns the
+        unconditional model (guidance).
+    guidance : float, default=1.0
+        Classifier-free guidance ``uncond + g (cond - uncond)`` at sampling: 1 = plain conditional, 0 =
+        unconditional, > 1 sharper (``genzoo.objectives.guidance``).
+    ema_decay : float, default=0.999
+        Decay of the weights' moving average, used for sampling and the likelihood.
+    sampler : str, default='sde'
+        'sde' (reverse SDE, Euler-Maruyama), 'ode' (probability-flow ODE) or 'langevin' (annealed
+        Langevin).
+    sample_steps : int, default=200
+        Steps of ``sample`` (noise levels for 'langevin').
+    ode_method : str, default='heun'
+        ODE solver of ``sampler='ode'`` ('heun', 'rk4', 'euler' or adaptive 'dopri5').
+    langevin_steps : int, default=5
+        Langevin moves per noise level.
+    langevin_snr : float, default=1.0
+        Langevin step ``langevin_snr * sigma_i^2``.
+    likelihood_method : str, default='rk4'
+        ODE solver of the likelihood (fixed 48 RK4 steps by default).
+    rtol : float, default=1e-5
+        Relative tolerance of the adaptive ('dopri5') solves.
+    atol : float, default=1e-5
+        Absolute tolerance of the adaptive ('dopri5') solves.
+    impute_steps : int, default=100
+        Reverse SDE steps of imputation.
+    resample : int, default=10
+        RePaint resamplings per imputation step.
+    max_steps : int, default=4000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=512
+        Rows per optimiser step.
+    lr : float, default=3e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=8
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
+
+    Examples
+    --------
+    >>> import genzoo as gz
+    >>> X = gz.datasets.get("ring").sample(2000, random_state=0)
+    >>> m = gz.make("score", max_steps=200, verbose=0, random_state=0).fit(X)
+    >>> m.sample(5, steps=20, random_state=0).shape, m.last_nfe_
+    ((5, 2), 20)
+    """
+
+    # "estimate" when fitted on > 10 features (seeded Hutchinson trace), else "exact"
+    likelihood_kind: ClassVar[TraceLikelihoodKind] = TraceLikelihoodKind()
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
     summary = "score-based SDE model: DSM, reverse SDE (VP/VE), PF-ODE and annealed Langevin; PF-ODE likelihood"
@@ -309,7 +394,8 @@ class ScoreModel(TorchGenerativeModel):
 
     def _time_grid(self, sde, steps: int, dev) -> torch.Tensor:
         """``steps + 1`` times from sigma_max down to sigma_min, uniform in log sigma (log-SNR)."""
-        log_sig = torch.linspace(math.log(self.sigma_max), math.log(self.sigma_min), steps + 1, dtype=torch.float64)
+        log_sig = torch.linspace(math.log(self.sigma_max), math.log(self.sigma_min), steps + 1, dtype=torch.float64,
+                                 device=dev)
         if isinstance(sde, VESDE):
             t = (log_sig - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
         else:  # VP: lambda = log(alpha^2 / sigma^2) = -2 log sigma_VE
@@ -388,7 +474,8 @@ class ScoreModel(TorchGenerativeModel):
             f = self._ode_field(self.score_fn(None if yt is None else yt[a:a + int(batch)], 1.0)[0])
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), math.log(self.sigma_min),
                                      math.log(self.sigma_max), prior, method=method or self.likelihood_method,
-                                     steps=int(steps), rtol=float(self.rtol), atol=float(self.atol))
+                                     steps=int(steps), rtol=float(self.rtol), atol=float(self.atol),
+                                     **trace_options(self))
             out.append(lp.double())
         self.last_likelihood_nfe_ = nfe
         return torch.cat(out)

@@ -93,14 +93,41 @@ class VAE(TorchGenerativeModel):
 
     Parameters
     ----------
-    latent_dim : size of the latent u (prior N(0, I)); None = the data's dimension (at least 2).
-    hidden, layers : width and depth of the encoder and decoder MLPs.
-    min_std : floor of the decoder's standard deviation, in units of the standardised data
-        (1e-3 = a thousandth of each feature's spread: sharp enough for the std-0.01 mixtures).
-    kl_warmup : share of ``max_steps`` over which the KL weight rises linearly from 0 to 1.
-    iw_samples : default K of ``score_samples``; 1 = the ELBO, K > 1 = the IWAE bound.
-    impute_proposals, impute_steps : importance samples of the initial draw and Metropolis-
-        within-Gibbs steps of ``impute`` (see ``_impute_std``).
+    latent_dim : int or None, default=None
+        Size of the latent u (prior N(0, I)); None = the data's dimension (at least 2).
+    hidden : int, default=128
+        Width of the encoder and decoder MLPs.
+    layers : int, default=3
+        Depth of the encoder and decoder MLPs.
+    min_std : float, default=1e-3
+        Floor of the decoder's standard deviation in standardised units (sharp enough for the std-0.01
+        mixtures).
+    kl_warmup : float, default=0.2
+        Share of ``max_steps`` over which the KL weight rises linearly from 0 to 1.
+    iw_samples : int, default=1
+        Default K of ``score_samples``: 1 = the ELBO, K > 1 = the importance-weighted bound.
+    impute_proposals : int, default=1000
+        Importance samples of ``impute``'s initial draw.
+    impute_steps : int, default=50
+        Metropolis-within-Gibbs steps of ``impute`` after the initial draw.
+    max_steps : int, default=10000
+        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
+    batch_size : int, default=256
+        Rows per optimiser step.
+    lr : float, default=2e-3
+        Adam learning rate.
+    validation_fraction : float, default=0.1
+        Share of the rows held out to keep the best checkpoint and to stop early.
+    early_stopping : bool, default=True
+        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
+    patience : int, default=10
+        Validation checks without improvement before early stopping.
+    random_state : int or None, default=None
+        Seed of the weights, batches and noise (same seed, same machine: same samples).
+    device : str, default='auto'
+        Torch device; ``'auto'`` = CUDA when available, else CPU.
+    verbose : int, default=1
+        0 = silent, 1 = a progress bar while fitting.
 
     Examples
     --------

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from genzoo.compare.tables import METRICS, _fmt, _num, ranking
+from genzoo.compare.tables import METRICS, as_number, format_value, ranking
 
 ASPECTS = [("quality", "Sample quality"), ("speed", "Sampling speed"), ("likelihood", "Likelihood"),
            ("coverage", "Mode coverage"), ("stability", "Training stability")]
@@ -292,21 +292,21 @@ def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, 
     """Sample metrics (``sample_side``) or the rest (likelihood, infill, conditioning, cost)."""
     ok_rows = [r for r in summary if r["ok"]]
     cols = [(k, lab, hb) for k, lab, hb in METRICS if (k in SAMPLE_KEYS) == sample_side
-            and any(math.isfinite(_num(r.get(k))) for r in ok_rows)]
+            and any(math.isfinite(as_number(r.get(k))) for r in ok_rows)]
     floors = {}
     for rec in records:
         m = rec.get("metrics") or {}
         for k, _, _ in cols:
-            v = _num(m.get(k + "_floor"))
+            v = as_number(m.get(k + "_floor"))
             if k == "nll":  # a perfect model's NLL is the true entropy; its gap is zero
-                v = _num(m.get("entropy"))
-            elif k == "nll_gap" and math.isfinite(_num(m.get("entropy"))):
+                v = as_number(m.get("entropy"))
+            elif k == "nll_gap" and math.isfinite(as_number(m.get("entropy"))):
                 v = 0.0
             if math.isfinite(v) and k not in floors:
                 floors[k] = v
     best = {}
     for k, _, hb in cols:
-        vals = [(_num(r.get(k)), r["family"]) for r in ok_rows if math.isfinite(_num(r.get(k)))]
+        vals = [(as_number(r.get(k)), r["family"]) for r in ok_rows if math.isfinite(as_number(r.get(k)))]
         if k == "nll_gap":
             vals = [(abs(v), f) for v, f in vals]
         if vals and k not in ("nfe_per_sample",):
@@ -317,8 +317,8 @@ def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, 
     for r in summary:
         cells = []
         for k, _, _ in cols:
-            v, s = _num(r.get(k)), _num(r.get(k + "_std"))
-            txt = _fmt(v, k) + (f" ± {_fmt(s, k)}" if math.isfinite(s) and s > 0 and math.isfinite(v) else "")
+            v, s = as_number(r.get(k)), as_number(r.get(k + "_std"))
+            txt = format_value(v, k) + (f" ± {format_value(s, k)}" if math.isfinite(s) and s > 0 and math.isfinite(v) else "")
             cls = ' class="best"' if best.get(k) == r["family"] else ""
             cells.append(f"<td{cls}>{txt}</td>")
         status = f"{r['ok']}/{r['runs']}"
@@ -329,7 +329,7 @@ def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, 
         body.append(f"<tr data-family=\"{html.escape(r['family'])}\"><td class=l>{html.escape(r['family'])}</td>"
                     f"<td>{status}</td><td>{html.escape(r['likelihood_kind'])}</td>{''.join(cells)}</tr>")
     floor_row = "<tr class=floor><td class=l>floor (real vs real)</td><td></td><td></td>" + "".join(
-        f"<td>{_fmt(floors[k], k) if k in floors else ''}</td>" for k, _, _ in cols) + "</tr>"
+        f"<td>{format_value(floors[k], k) if k in floors else ''}</td>" for k, _, _ in cols) + "</tr>"
     return f'<table id="{table_id}">{head}{"".join(body)}{floor_row}</table>'
 
 
@@ -342,10 +342,10 @@ def _capability_table(summary: list[dict]) -> str:
         kind = r.get("likelihood_kind", "none")
         have = {"sample": "sample" in caps, "exact": kind == "exact", "bound": kind == "bound",
                 "none": kind == "none", "impute": "impute" in caps, "conditional": "conditional" in caps}
-        nfe = _num(r.get("nfe_per_sample"))
+        nfe = as_number(r.get("nfe_per_sample"))
         rows.append(f"<tr data-family=\"{html.escape(r['family'])}\"><td class=l>{html.escape(r['family'])}</td>"
                     + "".join(f"<td>{'✓' if have[c] else ''}</td>" for c, _ in CAPS)
-                    + f"<td>{_fmt(nfe) if math.isfinite(nfe) else '-'}</td></tr>")
+                    + f"<td>{format_value(nfe) if math.isfinite(nfe) else '-'}</td></tr>")
     return f'<table id="capabilities">{head}{"".join(rows)}</table>'
 
 
@@ -365,11 +365,9 @@ def _ranking_table(summary: list[dict]) -> str:
     return f'<table id="rankings">{head}{"".join(rows)}</table>'
 
 
-def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[str, Any], data) -> str:
-    """Write ``out/report.html`` (atomically) and return its path."""
-    from genzoo.compare.runner import plot_box
-
-    box = plot_box(data)
+def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[str, Any], data,
+                 box: tuple[tuple[float, float], tuple[float, float]]) -> str:
+    """Write ``out/report.html`` (atomically) and return its path; ``box`` is the plotting window."""
     fams = [r["family"] for r in summary]
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>genzoo compare: {esc(data.name)}</title>"

@@ -130,4 +130,4 @@ def sample_loop(eps_fn: Callable[[Tensor, Tensor], Tensor], x_T: Tensor, lams: T
     return path if path is not None else x
 
 
-__all__ = ["guided", "ddpm_step", "ddim_step", "forward_jump", "log_snr_grid", "sample_loop"]
+__all__ = ["ddpm_step", "ddim_step", "forward_jump", "log_snr_grid", "sample_loop"]

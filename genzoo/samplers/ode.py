@@ -17,8 +17,13 @@ functions here:
         log p_data(x) = log p_noise(x(t_noise)) + int_{t_data}^{t_noise} div f(x_t, t) dt.
 
     ``x`` and the log-determinant are integrated jointly. The divergence is exact (one
-    backward pass per dimension) in low dimension and Hutchinson's unbiased trace
-    estimate ``eps^T (df/dx) eps`` with Rademacher probes, fixed over the solve, beyond.
+    backward pass per dimension) up to ``EXACT_TRACE_MAX_DIM`` (10) dimensions and
+    Hutchinson's unbiased trace estimate ``eps^T (df/dx) eps`` beyond, averaged over
+    ``probes`` (default 4) Rademacher probes per row, fixed over the solve. The probes are
+    seeded and keyed on each row's values (``trace_probes``), so the same rows give the same
+    numbers in any batch and on every call; ``return_se=True`` adds each row's standard
+    error over the probes. A model whose score is such an estimate says so:
+    ``likelihood_kind == 'estimate'`` (``TraceLikelihoodKind``).
 
 ``ProbabilityFlow(f, t_noise, t_data, noise_std)``
     A model's deterministic sampling ODE as data: families with one expose it as
@@ -43,11 +48,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 #: f(x: (B, D), t: (B,)) -> velocity (B, D)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 
 @dataclass(frozen=True)
@@ -167,36 +172,67 @@ def integrate(f: VelocityFn, x0: torch.Tensor, t0: float, t1: float, *, method: 
 
 
 # ----------------------------------------------------------------------------- divergence
-def divergence(f: VelocityFn, x: torch.Tensor, t: torch.Tensor, *, probes: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+#: up to this many dimensions ``log_likelihood`` computes the divergence exactly (by default)
+EXACT_TRACE_MAX_DIM = 10
+#: Hutchinson probes per row beyond it: the estimate's variance falls as 1 / probes
+DEFAULT_PROBES = 4
+PROBE_KINDS = ("rademacher", "gaussian")
+
+
+def divergence(f: VelocityFn, x: torch.Tensor, t: torch.Tensor, *, probes: torch.Tensor | None = None,
+               per_probe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f(x, t), div_x f(x, t))``; exact by autograd when ``probes`` is None, else Hutchinson.
 
     Exact: one forward pass and D backward passes (row ``i`` of the Jacobian's diagonal per
     pass), cheap for small D. Hutchinson (``probes`` of shape ``(K, B, D)``, zero-mean with
     identity covariance, e.g. Rademacher): ``mean_k eps_k^T (df/dx) eps_k``, one
-    vector-Jacobian product per probe, unbiased for any D.
+    vector-Jacobian product per probe, unbiased for any D; with ``per_probe=True`` the ``K``
+    single-probe estimates are returned instead of their mean, shape ``(B, K)``.
     Both outputs are detached.
     """
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         v = f(x, t)  # (B, D)
         D = x.shape[1]
-        div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        K = 1 if probes is None else probes.shape[0]
+        div = torch.zeros(x.shape[0], K, dtype=x.dtype, device=x.device)  # (B, K)
         if not v.requires_grad:  # f does not depend on x at all
-            return v.detach(), div
-        if probes is None:
+            pass
+        elif probes is None:
             for i in range(D):
                 (g,) = torch.autograd.grad(v[:, i].sum(), x, retain_graph=i < D - 1, allow_unused=True)
                 if g is not None:
-                    div = div + g[:, i]
+                    div[:, 0] += g[:, i]
         else:
-            K = probes.shape[0]
             for k in range(K):
                 (g,) = torch.autograd.grad((v * probes[k]).sum(), x, retain_graph=k < K - 1, allow_unused=True)
                 if g is not None:
-                    div = div + (g * probes[k]).sum(1)
-            div = div / K
-    return v.detach(), div.detach()
+                    div[:, k] = (g * probes[k]).sum(1)
+    div = div.detach()
+    return v.detach(), (div if per_probe and probes is not None else div.mean(1))
+
+
+def trace_probes(x: torch.Tensor, probes: int = DEFAULT_PROBES, *, seed: int = 0,
+                 kind: str = "rademacher") -> torch.Tensor:
+    """Hutchinson probes ``(probes, B, D)`` for the rows of ``x``, fixed by ``seed`` and each row's values.
+
+    ``'rademacher'`` (entries +-1, the lower-variance choice: the estimate's variance is
+    ``2 sum_{i != j} A_ij^2`` against ``2 |A|_F^2`` for ``'gaussian'``) or ``'gaussian'``
+    (N(0, 1) entries). Drawn by ``genzoo.base.row_keyed_normal``, so a row's probes do not
+    depend on the batch it is scored in, its position, the device or torch's global RNG.
+    """
+    from genzoo.base import row_keyed_normal
+
+    if kind not in PROBE_KINDS:
+        raise ValueError(f"probe kind must be one of {', '.join(PROBE_KINDS)}; got {kind!r}")
+    if isinstance(probes, bool) or int(probes) != probes or int(probes) < 1:
+        raise ValueError(f"probes must be a positive integer; got {probes!r}")
+    B, D = x.shape
+    K = int(probes)
+    g = row_keyed_normal(x.detach().cpu().double().numpy(), K * D, int(seed))  # (B, K D)
+    if kind == "rademacher":
+        g = (g >= 0) * 2.0 - 1.0
+    return torch.as_tensor(g, dtype=x.dtype, device=x.device).reshape(B, K, D).transpose(0, 1)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -204,45 +240,98 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
+def uses_exact_trace(dim: int, divergence_kind: str = "auto", exact_max_dim: int = EXACT_TRACE_MAX_DIM) -> bool:
+    """Whether ``log_likelihood`` computes the divergence exactly for ``dim``-dimensional rows."""
+    if divergence_kind not in ("auto", "exact", "hutchinson"):
+        raise ValueError(f"divergence_kind must be 'auto', 'exact' or 'hutchinson'; got {divergence_kind!r}")
+    return divergence_kind == "exact" or (divergence_kind == "auto" and int(dim) <= int(exact_max_dim))
+
+
 def log_likelihood(f: VelocityFn, x: torch.Tensor, t_data: float, t_noise: float,
                    base_log_prob: Callable[[torch.Tensor], torch.Tensor] = standard_normal_log_prob, *,
                    method: str = "rk4", steps: int = 64, rtol: float = 1e-5, atol: float = 1e-5,
-                   divergence_kind: str = "auto", exact_max_dim: int = 10, n_probes: int = 1
-                   ) -> tuple[torch.Tensor, int]:
+                   divergence_kind: str = "auto", exact_max_dim: int = EXACT_TRACE_MAX_DIM,
+                   probes: int = DEFAULT_PROBES, probe_kind: str = "rademacher", seed: int = 0,
+                   return_se: bool = False):
     """``log p(x)`` at ``t_data`` under the flow of ``f``, via the change of variables; ``(log_p, nfe)``.
 
     Integrates ``[x, delta]`` with ``dx/dt = f`` and ``d delta/dt = div f`` from ``t_data``
     to ``t_noise`` and returns ``base_log_prob(x(t_noise)) + delta(t_noise)`` (shape ``(B,)``).
-    ``divergence_kind``: ``'exact'`` (autograd), ``'hutchinson'`` (unbiased estimate, one
-    Rademacher probe set per call drawn from torch's global RNG, so wrap in a seed for
-    reproducibility) or ``'auto'`` (exact up to ``exact_max_dim`` dimensions). The result
-    is an exact likelihood up to solver error for ``'exact'`` and an unbiased estimate of
-    the log-determinant term (not of ``p``) for ``'hutchinson'``.
+    ``divergence_kind``: ``'exact'`` (autograd), ``'hutchinson'`` or ``'auto'`` (exact up
+    to ``exact_max_dim`` dimensions, Hutchinson beyond). The result is exact up to solver
+    error with the exact divergence.
+
+    Hutchinson: each row carries ``probes`` probe vectors (``probe_kind`` ``'rademacher'``
+    or ``'gaussian'``, see ``trace_probes``), fixed over the solve and determined by
+    ``seed`` and the row's values, so repeated calls on the same rows return the same
+    numbers whatever the batching. One log-determinant is integrated per probe; their mean
+    is an unbiased estimate of ``log p`` (unbiased for the log-density itself, since the
+    trajectory does not depend on the probes: the only noise is the trace), and with
+    ``return_se=True`` the call returns ``(log_p, se, nfe)`` where ``se`` is each row's
+    standard error over its probes (``std_k / sqrt(probes)``; zeros with the exact
+    divergence, NaN with a single probe).
     ``nfe`` counts forward evaluations of ``f``; each also costs D backward passes (exact)
-    or ``n_probes`` (Hutchinson).
+    or ``probes`` (Hutchinson).
 
     >>> # the flow x_t = exp(t) x pushes N(0, 1) at t = 0 to N(0, e^2) at t = 1
     >>> lp, _ = log_likelihood(lambda x, t: x, torch.zeros(1, 1), 1.0, 0.0, method="rk4", steps=20)
     >>> round(float(lp), 4), round(-0.5 * math.log(2 * math.pi) - 1.0, 4)
     (-1.9189, -1.9189)
     """
-    if divergence_kind not in ("auto", "exact", "hutchinson"):
-        raise ValueError(f"divergence_kind must be 'auto', 'exact' or 'hutchinson'; got {divergence_kind!r}")
     B, D = x.shape
-    exact = divergence_kind == "exact" or (divergence_kind == "auto" and D <= int(exact_max_dim))
-    probes = None
-    if not exact:
-        probes = torch.randint(0, 2, (int(n_probes), B, D), device=x.device).to(x.dtype) * 2 - 1
+    eps = None
+    if not uses_exact_trace(D, divergence_kind, exact_max_dim):
+        eps = trace_probes(x, probes, seed=seed, kind=probe_kind)  # (K, B, D)
+    K = 1 if eps is None else eps.shape[0]
 
-    def aug(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # s: (B, D + 1) = [x, delta]
-        v, div = divergence(f, s[:, :D], t, probes=probes)
-        return torch.cat([v, div[:, None]], dim=1)
+    def aug(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # s: (B, D + K) = [x, delta_1..K]
+        v, div = divergence(f, s[:, :D], t, probes=eps, per_probe=True)
+        return torch.cat([v, div.reshape(B, K)], dim=1)
 
-    s0 = torch.cat([x.detach(), torch.zeros(B, 1, dtype=x.dtype, device=x.device)], dim=1)
+    s0 = torch.cat([x.detach(), torch.zeros(B, K, dtype=x.dtype, device=x.device)], dim=1)
     with torch.no_grad():
         s1, nfe = integrate(aug, s0, t_data, t_noise, method=method, steps=steps, rtol=rtol, atol=atol)
-        return base_log_prob(s1[:, :D]) + s1[:, D], nfe
+        delta = s1[:, D:]  # (B, K): one log-determinant per probe
+        lp = base_log_prob(s1[:, :D]) + delta.mean(1)
+        if not return_se:
+            return lp, nfe
+        if eps is None:
+            se = torch.zeros_like(lp)
+        elif K == 1:
+            se = torch.full_like(lp, math.nan)
+        else:
+            se = delta.std(1) / math.sqrt(K)
+        return lp, se, nfe
+
+
+# ----------------------------------------------------------------------------- what a model reports
+class TraceLikelihoodKind:
+    """``likelihood_kind`` of a family that scores through ``log_likelihood``: set it as the class
+    attribute ``likelihood_kind = TraceLikelihoodKind()``.
+
+    ``'exact'`` on the class and on an instance fitted on at most ``EXACT_TRACE_MAX_DIM``
+    features (the divergence is exact: the likelihood is exact up to the ODE solver), and
+    ``'estimate'`` on one fitted on more (the Hutchinson trace makes the number stochastic,
+    though seeded: ``trace_options``).
+    """
+
+    def __get__(self, obj, owner=None) -> str:
+        d = getattr(obj, "n_features_in_", None) if obj is not None else None
+        return "exact" if d is None or uses_exact_trace(int(d)) else "estimate"
+
+
+def trace_options(model, probes: int | None = None, random_state=None) -> dict:
+    """``log_likelihood`` keywords ``{'probes', 'seed'}`` for a family's scorer.
+
+    The seed is ``random_state`` when given (an int), else the model's own ``random_state``
+    when that is an int, else 0: always fixed, so two ``score_samples`` calls on the same
+    rows agree, and a model built with a different seed draws different probes.
+    """
+    rs = random_state if random_state is not None else getattr(model, "random_state", None)
+    seed = int(rs) if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool) else 0
+    return {"probes": int(DEFAULT_PROBES if probes is None else probes), "seed": seed}
 
 
 __all__ = ["ProbabilityFlow", "integrate", "log_likelihood", "divergence", "standard_normal_log_prob",
-           "evals_per_step", "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "VelocityFn"]
+           "trace_probes", "trace_options", "uses_exact_trace", "TraceLikelihoodKind", "EXACT_TRACE_MAX_DIM",
+           "DEFAULT_PROBES", "evals_per_step", "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "VelocityFn"]

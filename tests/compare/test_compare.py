@@ -155,4 +155,59 @@ def test_a_preset_scales_every_training_phase():
     for budget in ("max_steps", "reflow_steps", "reflow_pairs"):
         assert p[budget] == round(d[budget] * 0.08), budget
     assert "reflow_steps" not in family_params("flow_matching", PRESETS["quick"], seed=0)
-    assert f"reflow {p['reflow_steps']} x" in budget_note(["rectified_flow"], PRESETS["quick"])
+    note = budget_note(["rectified_flow"], PRESETS["quick"])
+    assert f"reflow steps {p['reflow_steps']}" in note and f"reflow pairs {p['reflow_pairs']}" in note
+
+
+@pytest.mark.parametrize("family", gz.families())
+def test_every_family_declares_budgets_it_has(family):
+    """``budget_params`` names hyperparameters the family has, each with a positive integer floor;
+    every family trained in steps declares ``max_steps``."""
+    model = gz.make(family)
+    params = model.get_params()
+    for name, floor in type(model).budget_params.items():
+        assert name in params, f"{family} declares a budget {name!r} it does not have"
+        assert isinstance(params[name], int) and isinstance(floor, int) and floor > 0, name
+    assert ("max_steps" in params) == ("max_steps" in type(model).budget_params)
+
+
+@pytest.mark.parametrize("preset", ["quick", "default", "thorough"])
+def test_a_preset_scales_every_declared_budget(preset):
+    from genzoo.compare.runner import PRESETS, budget_note, family_params
+
+    cfg = PRESETS[preset]
+    fams = gz.families()
+    note = budget_note(fams, cfg)
+    for family in fams:
+        model = gz.make(family)
+        d, p = model.get_params(), family_params(family, cfg, seed=0)
+        for name, floor in type(model).budget_params.items():
+            assert p[name] == max(min(floor, d[name]), round(d[name] * cfg["budget"])), (family, name)
+            shown = f"{p[name]} steps" if name == "max_steps" else f"{name.replace('_', ' ')} {p[name]}"
+            assert shown in note, (family, name, note)
+        scaled = set(p) - {"random_state", "verbose"}
+        assert scaled == set(type(model).budget_params), f"{family}: only declared budgets are scaled"
+
+
+def test_quick_preset_shrinks_the_consistency_teacher():
+    """The quick preset used to train consistency's full 3,000-step teacher while reporting 240 steps."""
+    from genzoo.compare.runner import PRESETS, budget_note, family_params
+
+    p = family_params("consistency", PRESETS["quick"], seed=0)
+    assert p["max_steps"] == p["teacher_steps"] == 240 and p["pool_size"] == 1600
+    assert "consistency: 240 steps x batch 256, teacher steps 240, pool size 1600" in budget_note(
+        ["consistency"], PRESETS["quick"])
+
+
+def test_test_presets_scale_every_declared_budget():
+    """tests.conftest.small_params shrinks every declared budget by the fraction that brings
+    ``max_steps`` to its test size, as the compare presets do."""
+    from tests.conftest import SMALL_STEPS, small_params
+
+    for family in gz.families():
+        model = gz.make(family)
+        d, p = model.get_params(), small_params(family)
+        for name, floor in type(model).budget_params.items():
+            want = max(min(floor, d[name]), round(d[name] * SMALL_STEPS / d["max_steps"]))
+            assert p[name] == want < d[name] or d[name] <= floor, (family, name)
+    assert small_params("consistency")["teacher_steps"] == SMALL_STEPS

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import genzoo as gz
-from genzoo.objectives.guidance import guided_velocity
 from genzoo.nn.velocity import (
     cfm_loss,
     linear_path,
@@ -17,6 +16,7 @@ from genzoo.nn.velocity import (
     path_energy,
     stable_velocity_target,
 )
+from genzoo.objectives.guidance import guided_velocity
 from tests.conftest import small_params
 
 

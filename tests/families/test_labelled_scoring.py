@@ -9,16 +9,20 @@ import pytest
 from scipy.special import logsumexp
 
 import genzoo as gz
-from tests.conftest import small_params
+from tests.families.test_common import fitted
 
 SCORED = [f for f in gz.families()
           if {"log_prob", "conditional"} <= set(gz.make(f).capabilities)]
 
 
+class _Fitted(dict):
+    def __missing__(self, family):  # the small labelled fits test_common caches, shared
+        return fitted(family, "labels")
+
+
 @pytest.fixture(scope="module")
-def labelled_models(g8_small):
-    X, y = g8_small
-    return {f: gz.make(f, **small_params(f)).fit(X, y) for f in SCORED}
+def labelled_models():
+    return _Fitted()
 
 
 @pytest.mark.parametrize("family", SCORED)

@@ -8,7 +8,7 @@ import torch
 
 import genzoo as gz
 from genzoo.objectives.guidance import drop_labels, guided, mix_guidance
-from tests.conftest import small_params
+from tests.families.test_common import fitted
 
 GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params()]
 
@@ -50,10 +50,14 @@ def test_drop_labels_share():
     assert drop_labels(y, 0.0, null=9) is y and drop_labels(None, 0.5, null=9) is None
 
 
+class _Fitted(dict):
+    def __missing__(self, family):  # the small labelled fits test_common caches, shared
+        return fitted(family, "labels")
+
+
 @pytest.fixture(scope="module")
-def guided_models(g8_small):
-    X, y = g8_small
-    return {f: gz.make(f, **small_params(f)).fit(X, y) for f in GUIDED}
+def guided_models():
+    return _Fitted()
 
 
 @pytest.mark.parametrize("family", GUIDED)

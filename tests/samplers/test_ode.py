@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo.samplers.ode import ProbabilityFlow, divergence, integrate, log_likelihood, standard_normal_log_prob
+from genzoo.samplers.ode import (
+    DEFAULT_PROBES,
+    EXACT_TRACE_MAX_DIM,
+    ProbabilityFlow,
+    TraceLikelihoodKind,
+    divergence,
+    integrate,
+    log_likelihood,
+    standard_normal_log_prob,
+    trace_options,
+    trace_probes,
+)
 
 
 def _decay(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -114,14 +125,70 @@ def test_hutchinson_is_unbiased_and_exact_divergence_is_exact():
     d = 12  # above the exact-divergence default
     f, true_lp, push = _linear_ot_flow(d, seed=3)
     x = push(64)
-    torch.manual_seed(0)
     reps = 12
-    est = torch.stack([log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=8, n_probes=4)[0] for _ in range(reps)])
+    runs = [log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=8, seed=s, return_se=True) for s in range(reps)]
+    est = torch.stack([r[0] for r in runs])
     exact, _ = log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=8, divergence_kind="exact")
     torch.testing.assert_close(exact, true_lp(x), atol=1e-3, rtol=0)
     err = (est.mean(0) - exact).abs().mean()
     assert err < 4 * est.std(0).mean() / math.sqrt(reps) + 1e-6
     assert est.std(0).mean() > 1e-3  # it really is a random estimate beyond exact_max_dim
+    # the reported standard error (over a call's 4 probes) matches the spread across seeds
+    se = torch.stack([r[1] for r in runs]).pow(2).mean(0).sqrt()
+    ratio = float(se.mean() / est.std(0).mean())
+    assert 0.7 < ratio < 1.4, ratio
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_hutchinson_is_seeded_and_per_row_at_d12(kind):
+    """Same rows -> the same numbers: on every call, in any batch or order; a new seed -> new probes."""
+    f, _, push = _linear_ot_flow(12, seed=4)
+    x = push(40)
+    kw = dict(method="rk4", steps=6, probe_kind=kind, seed=7)
+    a, _ = log_likelihood(f, x, 1.0, 0.0, **kw)
+    b, _ = log_likelihood(f, x, 1.0, 0.0, **kw)
+    assert torch.equal(a, b)
+    part, _ = log_likelihood(f, x[[30, 3, 17]], 1.0, 0.0, **kw)
+    torch.testing.assert_close(part, a[[30, 3, 17]], atol=1e-9, rtol=0)
+    c, _ = log_likelihood(f, x, 1.0, 0.0, **{**kw, "seed": 8})
+    assert not torch.allclose(a, c)
+
+
+def test_probes_and_standard_errors():
+    f, _, push = _linear_ot_flow(12, seed=5)
+    x = push(30)
+    p = trace_probes(x, 3, seed=1)
+    assert p.shape == (3, 30, 12) and set(p.unique().tolist()) == {-1.0, 1.0}
+    g = trace_probes(x, 200, seed=1, kind="gaussian")
+    assert abs(float(g.mean())) < 0.02 and abs(float(g.var()) - 1) < 0.03
+    # more probes, smaller error: the standard error falls like 1 / sqrt(probes)
+    _, se4, _ = log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=6, probes=4, return_se=True)
+    _, se16, _ = log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=6, probes=16, return_se=True)
+    assert 1.4 < float(se4.mean() / se16.mean()) < 2.8
+    _, se1, _ = log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=6, probes=1, return_se=True)
+    assert torch.isnan(se1).all()
+    _, se0, _ = log_likelihood(f, x, 1.0, 0.0, method="rk4", steps=6, divergence_kind="exact", return_se=True)
+    assert torch.equal(se0, torch.zeros(30, dtype=se0.dtype))
+    for bad in (dict(probes=0), dict(probe_kind="normal")):
+        with pytest.raises(ValueError):
+            log_likelihood(f, x, 1.0, 0.0, steps=2, **bad)
+
+
+def test_likelihood_kind_and_trace_options():
+    class Model:
+        likelihood_kind = TraceLikelihoodKind()
+        random_state = 3
+
+    m = Model()
+    assert Model.likelihood_kind == "exact" and m.likelihood_kind == "exact"  # unfitted
+    m.n_features_in_ = EXACT_TRACE_MAX_DIM
+    assert m.likelihood_kind == "exact"
+    m.n_features_in_ = EXACT_TRACE_MAX_DIM + 2
+    assert m.likelihood_kind == "estimate"
+    assert trace_options(m) == {"probes": DEFAULT_PROBES, "seed": 3}
+    assert trace_options(m, probes=8, random_state=5) == {"probes": 8, "seed": 5}
+    m.random_state = None
+    assert trace_options(m)["seed"] == 0  # still fixed: repeated scoring agrees
 
 
 def test_divergence_matches_the_trace_of_the_jacobian():
