@@ -13,6 +13,7 @@ their own units.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import zipfile
@@ -24,6 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from genzoo.errors import UnsupportedError
+from genzoo.training import EMA, Phase, PhaseRecord, descend, train
 
 FORMAT = "genzoo-model"
 #: terminal line of the training progress bar (set per worker when runs go side by side)
@@ -383,12 +385,14 @@ class GenerativeModel(BaseEstimator):
 
 # ----------------------------------------------------------------------------- torch families
 class TorchGenerativeModel(GenerativeModel):
-    """A family trained by minibatch gradient descent on a loss; the loop lives here once.
+    """A family trained by minibatch gradient descent on a loss, by the one loop of ``genzoo.training``.
 
     Subclasses implement ``_build(dim, n_classes) -> nn.Module`` and ``_loss(z, y)``; they may
-    override ``_train_step`` (e.g. a GAN's two players) and ``_val_loss`` (e.g. the held-out
-    NLL). Expected hyperparameters: ``max_steps``, ``batch_size``, ``lr``,
-    ``validation_fraction``, ``early_stopping``, ``patience``, ``random_state``, ``device``,
+    override ``_train_step`` (e.g. a GAN's two players), ``_val_loss`` (e.g. the held-out
+    NLL) and ``_training_ema`` (the weight average the loop updates). ``_fit_std`` runs the
+    default phase (``_default_phase``) once; a family with two trainings runs
+    ``genzoo.training.train`` twice with explicit phases. Expected hyperparameters: ``max_steps``,
+    ``batch_size``, ``lr``, ``validation_fraction``, ``early_stopping``, ``patience``, ``random_state``, ``device``,
     ``verbose``.
     """
 
@@ -402,17 +406,12 @@ class TorchGenerativeModel(GenerativeModel):
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.parameters(), lr=self.lr)]
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.parameters(), lr=lr)]
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
         (opt,) = self.optimizers_
-        loss = self._loss(z, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
-        opt.step()
-        return float(loss.detach())
+        return descend(self._loss(z, y), opt, self.module_.parameters(), self.grad_clip)
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         """Validation objective (lower is better); by default the training loss, noise fixed."""
@@ -422,81 +421,38 @@ class TorchGenerativeModel(GenerativeModel):
     def _prepare(self, Z: np.ndarray) -> None:
         """Hook run once before training (e.g. to fit data-dependent constants)."""
 
+    def _setup(self, Z_train: np.ndarray) -> None:
+        """Build a fresh ``module_`` and run ``_prepare`` on the training rows (the default phase's setup)."""
+        self.module_ = self._build(Z_train.shape[1], self.n_classes_).to(torch.device(self.device_))
+        self._prepare(Z_train)
+
+    def _training_ema(self) -> EMA | None:
+        """The weight average the loop updates after every step (None: the family keeps none)."""
+        return None
+
+    def _default_phase(self, name: str = "fit", **changes) -> Phase:
+        """The family's default training phase from its hyperparameters; ``changes`` replace fields."""
+        phase = Phase(name=name, max_steps=int(self.max_steps), batch_size=int(self.batch_size), lr=float(self.lr),
+                      optimizers=self._configure_optimizers, step=self._train_step, val_loss=self._val_loss,
+                      setup=self._setup, ema=self._training_ema,
+                      validation_fraction=float(self.validation_fraction or 0.0), eval_every=int(self.eval_every),
+                      early_stopping=bool(self.early_stopping), patience=int(self.patience),
+                      verbose=bool(self.verbose))
+        return dataclasses.replace(phase, **changes) if changes else phase
+
+    def _record_phase(self, record: PhaseRecord, *, accumulate_steps: bool = False) -> PhaseRecord:
+        """Fold one phase's record into the fitted attributes (``history_`` grows phase by phase)."""
+        for k, v in record.history.items():
+            self.history_[k].extend(v)
+        self.n_steps_ = record.n_steps + (self.n_steps_ if accumulate_steps else 0)
+        self.best_val_loss_ = record.best_val_loss
+        self.diverged_ = record.diverged
+        self.phases_ = [*getattr(self, "phases_", []), record.as_dict()]
+        return record
+
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
-        from tqdm.auto import tqdm
-
-        dev = torch.device(self.device_)
-        rng = np.random.default_rng(seed)
-        n = len(Z)
-        n_val = int(round(float(self.validation_fraction) * n)) if self.validation_fraction else 0
-        if not 0 <= float(self.validation_fraction) < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1); got {self.validation_fraction}")
-        if n - n_val < 2:
-            raise ValueError(f"too few rows to train on ({n - n_val} after holding out validation)")
-        perm = rng.permutation(n)
-        tr, va = perm[n_val:], perm[:n_val]
-        zt = torch.as_tensor(Z[tr], dtype=torch.float32, device=dev)
-        yt = None if y is None else torch.as_tensor(y[tr], device=dev)
-        zv = torch.as_tensor(Z[va][:4096], dtype=torch.float32, device=dev) if n_val else None
-        yv = None if (y is None or not n_val) else torch.as_tensor(y[va][:4096], device=dev)
-        max_steps = int(self.max_steps)
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1; got {self.max_steps}")
-        bs = min(int(self.batch_size), len(zt))
-        with torch_seed(seed, dev):
-            self.module_ = self._build(Z.shape[1], self.n_classes_).to(dev)
-            self._prepare(Z[tr])
-            self.optimizers_ = self._configure_optimizers()
-            schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _warmup_cosine(max_steps)) for o in self.optimizers_]
-            best, best_state, bad_evals = math.inf, None, 0
-            ema, diverged = None, False
-            bar = tqdm(range(max_steps), desc=f"fit {self.family}", disable=not self.verbose, leave=False,
-                       mininterval=0.5, dynamic_ncols=True, position=PROGRESS_POSITION)
-            self.module_.train()
-            for step in bar:
-                idx = torch.randint(len(zt), (bs,), device=dev)
-                loss = self._train_step(zt[idx], None if yt is None else yt[idx], step)
-                for s in schedulers:
-                    s.step()
-                if not math.isfinite(loss):
-                    diverged = True
-                    self.history_["step"].append(step)
-                    self.history_["train_loss"].append(float("nan"))
-                    break
-                ema = loss if ema is None else 0.98 * ema + 0.02 * loss
-                last = step == max_steps - 1
-                if step % 50 == 0 or last:
-                    self.history_["step"].append(step)
-                    self.history_["train_loss"].append(ema)
-                    bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
-                if (step + 1) % self.eval_every == 0 or last:
-                    vl = self._evaluate_val(zv, yv, ema)
-                    self.history_["val_step"].append(step)
-                    self.history_["val_loss"].append(vl)
-                    if vl < best - 1e-4 * (1 + abs(best)) or not math.isfinite(best):
-                        best, bad_evals = vl, 0
-                        best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-                    else:
-                        bad_evals += 1
-                        if self.early_stopping and zv is not None and bad_evals >= int(self.patience):
-                            break
-            bar.close()
-            if best_state is not None and (self.early_stopping or diverged):
-                self.module_.load_state_dict(best_state)
-            self.module_.eval()
-        self.diverged_ = diverged and best_state is None
-        self.n_steps_ = step + 1
-        self.best_val_loss_ = best
-        del self.optimizers_
-
-    def _evaluate_val(self, zv, yv, ema) -> float:
-        if zv is None:
-            return float(ema)
-        self.module_.eval()
-        with torch.no_grad():
-            vl = self._val_loss(zv, yv)
-        self.module_.train()
-        return vl if math.isfinite(vl) else math.inf
+        self.phases_ = []
+        self._record_phase(train(self, Z, y, self._default_phase(), seed))
 
     # torch families keep their weights in the checkpoint
     def _get_arrays(self) -> dict[str, np.ndarray]:
@@ -525,18 +481,6 @@ class TorchGenerativeModel(GenerativeModel):
 
     def _labels(self, y: np.ndarray | None) -> torch.Tensor | None:
         return None if y is None else torch.as_tensor(y, dtype=torch.long, device=torch.device(self.device_))
-
-
-def _warmup_cosine(total: int, warmup_frac: float = 0.02, floor: float = 0.02):
-    warm = max(1, int(warmup_frac * total))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
 
 
 # ----------------------------------------------------------------------------- imputation by density

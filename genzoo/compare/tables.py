@@ -100,7 +100,8 @@ def terminal_table(summary: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in summary:
         runs = f"{r['ok']}/{r['runs']}"
-        lines.append(f"{r['family']:<17}{runs:>7}" + "".join(f"{format_value(as_number(r.get(k)), k):>12}" for k, _ in cols))
+        cells = "".join(f"{format_value(as_number(r.get(k)), k):>12}" for k, _ in cols)
+        lines.append(f"{r['family']:<17}{runs:>7}" + cells)
         if r["diverged"] or r["failed"]:
             lines.append(f"  ! {r['diverged']} diverged, {r['failed']} failed: {'; '.join(r['errors'])[:150]}")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ Objectives:
   rectified_flow model (or any estimator with ``probability_flow()``; passed in, never
   imported; an unfitted one is fitted on the same data first). Without a teacher a flow-matching velocity field is
   trained first on the same data with the shared flow-matching objective
-  (``genzoo.nn.velocity.cfm_loss``) for ``teacher_steps`` steps: this is the default,
+  (``genzoo.objectives.paths.cfm_loss``) for ``teacher_steps`` steps: this is the default,
   because in 2-D it reaches the thin modes of ``gaussians8`` and ``grid25`` where
   consistency training alone does not within the time budget (the measurements, with the
   commands that reproduce them, are in ``benchmarks/RESULTS.md``, section ``consistency``).
@@ -77,8 +77,10 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.errors import UnsupportedError
-from genzoo.nn.velocity import VelocityModel, cfm_loss, ot_pairing, velocity_net
+from genzoo.nn.velocity import VelocityModel, velocity_net
+from genzoo.objectives.couplings import ot_pairing
 from genzoo.objectives.guidance import guided_velocity
+from genzoo.objectives.paths import cfm_loss
 from genzoo.params import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
@@ -94,6 +96,7 @@ from genzoo.params import (
 )
 from genzoo.registry import register
 from genzoo.samplers.ode import ProbabilityFlow, integrate
+from genzoo.training import EMA, Phase, descend, train
 
 
 def level_grid(n_levels: int, eps: float = 1e-3) -> torch.Tensor:
@@ -178,7 +181,7 @@ def snr_matched_times(flow: ProbabilityFlow, levels: list[float]) -> list[float]
     are one and the same, and so are their probability-flow ODEs up to that scaling, so the
     student learns one map. For flow matching the times are the levels themselves.
     """
-    one, zero = torch.ones(1, 1), torch.zeros(1, 1)
+    one, zero = torch.ones(1, 1, device="cpu"), torch.zeros(1, 1, device="cpu")  # a CPU table of floats
 
     def log_snr(r: float) -> float:
         t = flow.t_noise + (flow.t_data - flow.t_noise) * r
@@ -339,35 +342,46 @@ class Consistency(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ networks
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        # the base loop hands over its rows' width; trajectories are rows of (levels + 1) * d
+        # the loop hands over its rows' width; trajectories are rows of (levels + 1) * d
         d = int(self.n_features_in_)
-        init = getattr(self, "_student_init", None)
-        if init is not None:  # the student starts as the internal teacher (its EMA weights), as Song et al. do
-            student = copy.deepcopy(init)
-            student.net.load_state_dict({**student.net.state_dict(), **student.ema_params()})
-            return student
         return VelocityModel(velocity_net(d, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale)))
+                                          fourier_scale=float(self.fourier_scale)),
+                             ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
+    def _student_setup(self, init: nn.Module | None):
+        """The student phase's setup: a fresh network, or a copy of the internal teacher with its
+        averaged weights loaded (the student starts as the teacher, as Song et al. do)."""
+        if init is None:
+            return self._setup
+
+        def setup(Z_train: np.ndarray) -> None:
+            student = copy.deepcopy(init)
+            student.ema.copy_to_source()
+            self.module_ = student.to(torch.device(self.device_))
+        return setup
+
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
+
+    def _training_ema(self) -> EMA:
+        return self.module_.ema
 
     def _consistency_fn(self, net, x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """``F(x, s) = x + (1 - s) u(x, s)``: exactly the identity at the data end ``s = 1``."""
         return x + (1 - s)[:, None] * net(x, s, y)
 
     # ------------------------------------------------------------------ objectives
-    def _loss(self, z: torch.Tensor, y: torch.Tensor | None, net=None, gen: torch.Generator | None = None
-              ) -> torch.Tensor:
-        """Teacher phase: flow matching. Student: consistency of neighbouring trajectory points."""
+    def _loss(self, z: torch.Tensor, y: torch.Tensor | None, net=None, gen: torch.Generator | None = None,
+              kind: str = "cd") -> torch.Tensor:
+        """Phase ``kind``: 'teacher', flow matching; 'cd' / 'ct', consistency of neighbouring trajectory points."""
         net = self.module_.net if net is None else net
-        if self._phase == "teacher":
+        if kind == "teacher":
             return cfm_loss(net, z, y, coupling="independent", stable_target=True,
                             label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
         B, d = z.shape[0], int(self.n_features_in_)
-        if self._phase == "cd":  # a row is one teacher trajectory at every level
+        if kind == "cd":  # a row is one teacher trajectory at every level
             s = self.levels_.to(z.device)
             traj = z.view(B, len(s), d)  # (B, N + 1, D)
             n = torch.randint(0, len(s) - 1, (B,), device=z.device, generator=gen)
@@ -385,30 +399,36 @@ class Consistency(TorchGenerativeModel):
         pred = self._consistency_fn(net, x_n, s_n, y)
         return (((pred - target) / (1 - s_n)[:, None]) ** 2).sum(1).mean()
 
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        if self._phase == "ct":  # doubling schedule for the number of levels (Song & Dhariwal 2023)
-            lo, hi = (int(v) for v in self.ct_levels)
-            k = int(math.log2(max(hi // lo, 1)) + 1)
-            self._ct_n = min(hi, lo * 2 ** int(step * k / max(int(self.max_steps), 1)))
-        loss = super()._train_step(z, y, step)
-        self.module_.update_ema(min(float(self.ema_decay), (1 + step) / (10 + step)))
-        return loss
+    def _phase_of(self, kind: str, **changes) -> Phase:
+        """The training phase ``kind`` ('teacher', 'cd' or 'ct'): its loss, step and validation."""
+        budget = int(changes.get("max_steps", self.max_steps))
 
-    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
-        """The phase's objective for the EMA weights on held-out rows, with fixed randomness."""
+        def step(z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
+            if kind == "ct":  # doubling schedule for the number of levels (Song & Dhariwal 2023)
+                lo, hi = (int(v) for v in self.ct_levels)
+                k = int(math.log2(max(hi // lo, 1)) + 1)
+                self._ct_n = min(hi, lo * 2 ** int(step * k / max(budget, 1)))
+            (opt,) = self.optimizers_
+            return descend(self._loss(z, y, kind=kind), opt, self.module_.parameters(), self.grad_clip)
+
+        return self._default_phase(kind, step=step, val_loss=lambda z, y: self._val_loss(z, y, kind), **changes)
+
+    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None, kind: str = "cd") -> float:
+        """Phase ``kind``'s objective for the EMA weights on held-out rows, with fixed randomness."""
         net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
-        if self._phase == "ct":
+        if kind == "ct":
             self._ct_n = int(self.ct_levels[1])
         gen = torch.Generator(device=z.device).manual_seed(12345)
-        if self._phase == "teacher":
+        if kind == "teacher":
             with torch_seed(12345, z.device):
-                return float(np.mean([float(self._loss(z, y, net)) for _ in range(4)]))
-        return float(np.mean([float(self._loss(z, y, net, gen)) for _ in range(4)]))
+                return float(np.mean([float(self._loss(z, y, net, kind=kind)) for _ in range(4)]))
+        return float(np.mean([float(self._loss(z, y, net, gen, kind=kind)) for _ in range(4)]))
 
     # ------------------------------------------------------------------ fit: teacher, pool, student
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
         if self.teacher is not None and self.objective != "cd":
             raise ValueError("a teacher is only used by objective='cd'")
+        self.phases_ = []  # 'ct'; or 'teacher' (internal teacher only), then 'cd'
         self._eps = 1e-3
         self.levels_ = level_grid(int(self.n_levels), self._eps)
         self.teacher_family_ = None
@@ -416,18 +436,16 @@ class Consistency(TorchGenerativeModel):
             self.alpha_, self.sigma_ = self.levels_.clone(), 1 - self.levels_  # the straight path
             self.to_student_ = (np.zeros(Z.shape[1]), np.ones(Z.shape[1]))
             self.noise_std_ = 1.0
-            self._phase = "ct"
             self._ct_n = int(self.ct_levels[0])
-            super()._fit_std(Z, y, seed)
+            self._record_phase(train(self, Z, y, self._phase_of("ct"), seed))
             return
         flow, to_student = self._teacher_flow(Z, y, seed)
         pool, yp = self._pool(flow, y is not None, seed + 1)
-        self._phase = "cd"
-        self._student_init = getattr(self, "_teacher_module", None) if self.teacher is None else None
+        init = getattr(self, "_teacher_module", None) if self.teacher is None else None
         try:
-            super()._fit_std(pool, yp, seed + 2)
+            self._record_phase(train(self, pool, yp, self._phase_of("cd", setup=self._student_setup(init)), seed + 2))
         finally:
-            self._student_init = self._teacher_module = self._teacher_model = None
+            self._teacher_module = self._teacher_model = None
         self.to_student_ = to_student
 
     def _teacher_flow(self, Z: np.ndarray, y: np.ndarray | None, seed: int):
@@ -438,13 +456,7 @@ class Consistency(TorchGenerativeModel):
         s = self.levels_.tolist()
         if self.teacher is None:  # internal flow-matching teacher on the same data
             self._teacher_model = None
-            self._phase = "teacher"
-            old = self.max_steps
-            try:
-                self.max_steps = int(self.teacher_steps)
-                super()._fit_std(Z, y, seed)
-            finally:
-                self.max_steps = old
+            self._record_phase(train(self, Z, y, self._phase_of("teacher", max_steps=int(self.teacher_steps)), seed))
             vel = self._teacher_module = self.module_
             self.teacher_family_ = "flow_matching (internal)"
             net = lambda x, t, yy: vel(x, t, yy, ema=True)  # noqa: E731
@@ -482,12 +494,12 @@ class Consistency(TorchGenerativeModel):
         # that the student's inputs and re-noising kernel, alpha_ x + sigma_ eps, are the same for
         # every teacher (alpha_^2 + sigma_^2 = 1)
         ts = self._teacher_times = snr_matched_times(flow, s)
-        one = torch.ones(1, 1)
+        one = torch.ones(1, 1, device="cpu")
         al = np.array([abs(float(flow.perturb(one, t, 0 * one))) for t in ts])
         si = np.array([abs(float(flow.perturb(0 * one, t, one))) for t in ts])
         c = self._level_scale = np.sqrt(al**2 + si**2)
-        self.alpha_ = torch.tensor(al / c, dtype=torch.float32)
-        self.sigma_ = torch.tensor(si / c, dtype=torch.float32)
+        self.alpha_ = torch.tensor(al / c, dtype=torch.float32, device="cpu")  # tables: read as floats
+        self.sigma_ = torch.tensor(si / c, dtype=torch.float32, device="cpu")
         self.noise_std_ = float(flow.noise_std) / float(c[0])
         return flow, to_student
 

@@ -17,7 +17,7 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   well as the rest. Noise prediction stays the interface: ``eps = sigma x_t + alpha v``.
 - Target (``stable_target=True``): the clean row ``x_0`` in the target is replaced by its
   posterior mean given ``x_t`` over the whole batch (Xu et al. 2023's stable target field,
-  shared with ``score`` and ``flow_matching`` in ``genzoo.nn.targets``), and ``eps`` by the
+  shared with ``score`` and ``flow_matching`` in ``genzoo.objectives.targets``), and ``eps`` by the
   noise that mean implies. Same minimiser, far less variance at middle noise levels: the
   plain target underfits (its ``grid25`` modes came out too narrow), the stable one brings
   the PF-ODE likelihood on ``grid25`` to 0.012 nats above the entropy (seed 0), at about
@@ -56,8 +56,8 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn.mlp import ConditionedMLP
-from genzoo.nn.targets import batch_posterior_mean
 from genzoo.objectives.guidance import drop_labels, guided
+from genzoo.objectives.targets import batch_posterior_mean
 from genzoo.params import (
     ANY_REAL,
     NON_NEGATIVE,
@@ -74,17 +74,19 @@ from genzoo.registry import register
 from genzoo.samplers.ancestral import log_snr_grid, sample_loop
 from genzoo.samplers.ode import TraceLikelihoodKind, log_likelihood, trace_options
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr, get_schedule
+from genzoo.training import EMA
 
 
 class Denoiser(nn.Module):
     """``(x_t, lambda, y) -> network output`` (``v``, ``eps`` or ``x_0``), plus an EMA copy of its weights.
 
-    The EMA weights are buffers (``ema_<name>``), so they are saved with the module and get
-    no gradient; ``forward(..., ema=True)`` evaluates the network with them.
+    The EMA weights are buffers (``ema_<name>``, ``genzoo.training.EMA``), so they are saved with
+    the module and get no gradient; ``forward(..., ema=True)`` evaluates the network with them.
     """
 
     def __init__(self, dim: int, n_classes: int, *, hidden: int, layers: int, time_dim: int,
-                 time_scale: float, label_dim: int, fourier_features: int, fourier_scale: float):
+                 time_scale: float, label_dim: int, fourier_features: int, fourier_scale: float,
+                 ema_decay: float = 0.999):
         super().__init__()
         self.n_classes = n_classes
         # random Fourier features of x_t: on grid25 they took 1,000 training steps from 2% to 97%
@@ -92,23 +94,13 @@ class Denoiser(nn.Module):
         self.net = ConditionedMLP(dim, dim, hidden, layers, time_dim=time_dim, n_classes=n_classes,
                                   label_dim=label_dim, time_scale=time_scale, fourier_features=fourier_features,
                                   fourier_scale=fourier_scale)
-        self._names = [k for k, _ in self.net.named_parameters()]
-        for k, p in self.net.named_parameters():
-            self.register_buffer("ema_" + k.replace(".", "__"), p.detach().clone())
-
-    def ema_params(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, "ema_" + k.replace(".", "__")) for k in self._names}
-
-    @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
-        for k, p in self.net.named_parameters():
-            getattr(self, "ema_" + k.replace(".", "__")).lerp_(p.detach(), 1 - decay)
+        self.ema = EMA(self.net, ema_decay, host=self)
 
     def forward(self, x: torch.Tensor, lam: torch.Tensor, y: torch.Tensor | None = None,
                 ema: bool = False) -> torch.Tensor:
         lam = lam.expand(x.shape[0]) if lam.dim() == 0 else lam
         if ema:
-            return torch.func.functional_call(self.net, self.ema_params(), (x, lam, y))
+            return torch.func.functional_call(self.net, self.ema.params(), (x, lam, y))
         return self.net(x, lam, y)
 
 
@@ -264,10 +256,14 @@ class Diffusion(TorchGenerativeModel):
         self._noise_schedule()  # checks log_snr_min < log_snr_max
         return Denoiser(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                         time_dim=int(self.time_dim), time_scale=float(self.time_scale), label_dim=int(self.label_dim),
-                        fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale))
+                        fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
+                        ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
+
+    def _training_ema(self) -> EMA:
+        return self.module_.ema
 
     def _target(self, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return {"v": a * eps - s * z, "eps": eps, "x0": z}[self.parameterization]
@@ -298,11 +294,6 @@ class Diffusion(TorchGenerativeModel):
             eps = (eps.double() + a.double() * (z.double() - z_hat) / s.double()).to(z.dtype)  # (x_t - a z_hat) / s
             z = z_hat.to(z.dtype)
         return (out - self._target(z, eps, a, s)).pow(2).mean()
-
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        loss = super()._train_step(z, y, step)
-        self.module_.update_ema(min(float(self.ema_decay), (1 + step) / (10 + step)))
-        return loss
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         """The plain loss of the EMA network (what samples), at stratified levels and fixed noise.

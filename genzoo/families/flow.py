@@ -60,6 +60,7 @@ from genzoo.nn.coupling import (
 from genzoo.nn.mlp import LabelEmbedding
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
+from genzoo.training import EMA
 
 _CHUNK = 32_768  # rows per forward pass when scoring large arrays
 
@@ -213,23 +214,17 @@ class Flow(TorchGenerativeModel):
             n_blocks = 2 if self.coupling == "spline" else None  # mixture: every layer, on what reaches it
             self.module_.transform.initialize(z, self.module_.context(None, len(z)), n_blocks=n_blocks)
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        params = list(self.module_.parameters())
-        self._ema = [p.detach().clone() for p in params] if self.ema_decay else None
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.AdamW(self.module_.parameters(), lr=lr, weight_decay=float(self.weight_decay))]
+
+    def _training_ema(self) -> EMA | None:
+        """A Polyak-style average of all the weights, held for the fit only (see ``_fit_std``)."""
+        self._ema = EMA(self.module_, float(self.ema_decay)) if self.ema_decay else None
         self._ema_best, self._ema_best_state = math.inf, None
-        return [torch.optim.AdamW(params, lr=self.lr, weight_decay=float(self.weight_decay))]
+        return self._ema
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return -self.module_.log_prob(z, y).mean()  # maximum likelihood, exactly
-
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        loss = super()._train_step(z, y, step)
-        if self._ema is not None:  # Polyak-style average of the weights, short warm-up
-            decay = min(float(self.ema_decay), (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(self._ema, self.module_.parameters()):
-                    e.lerp_(p.detach(), 1 - decay)
-        return loss
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         """Held-out mean NLL (of p(x | y) when fitted with labels), in standardised units.
@@ -240,20 +235,17 @@ class Flow(TorchGenerativeModel):
         raw_vl = float(-self.module_.log_prob(z, y).mean())
         if self._ema is None:
             return raw_vl
-        params = list(self.module_.parameters())
-        raw = [p.detach().clone() for p in params]
-        for p, e in zip(params, self._ema):
-            p.data.copy_(e)
-        ema_vl = float(-self.module_.log_prob(z, y).mean())
-        if ema_vl > raw_vl:  # the raw weights validate better: score and keep them
-            for p, r in zip(params, raw):
-                p.data.copy_(r)
-        vl = min(raw_vl, ema_vl)
-        if vl < self._ema_best - 1e-4 * (1 + abs(self._ema_best)) or not math.isfinite(self._ema_best):
-            self._ema_best = vl
+        best, improved = self._ema_best, None
+        with self._ema.swapped():
+            ema_vl = float(-self.module_.log_prob(z, y).mean())
+            vl = min(raw_vl, ema_vl)
+            improved = vl < best - 1e-4 * (1 + abs(best)) or not math.isfinite(best)
+            if improved and ema_vl <= raw_vl:  # keep the weights that validate better: here the average
+                self._ema_best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        if improved and ema_vl > raw_vl:  # ... or the raw weights
             self._ema_best_state = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-        for p, r in zip(params, raw):
-            p.data.copy_(r)
+        if improved:
+            self._ema_best = vl
         return vl
 
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
@@ -262,8 +254,7 @@ class Flow(TorchGenerativeModel):
             if self._ema is not None and self._ema_best_state is not None and self.early_stopping:
                 self.module_.load_state_dict(self._ema_best_state)
             elif self._ema is not None:  # no early stopping: the final averaged weights
-                for p, e in zip(self.module_.parameters(), self._ema):
-                    p.data.copy_(e)
+                self._ema.copy_to_source()
         finally:
             self._ema = self._ema_best_state = None
 

@@ -27,7 +27,7 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
 - ``early_stopping=False``: the validation loss is dominated by the target's irreducible
   variance, and stopping at its noisy minimum ends training too early.
 - Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``) in log-time
-  (``genzoo.nn.velocity.log_time``: steps geometric in ``1 - t``, where the field contracts
+  (``genzoo.samplers.ode.log_time``: steps geometric in ``1 - t``, where the field contracts
   onto thin modes), NFE per sample in ``last_nfe_``. Classifier-free guidance with one
   network trained with label dropout, genzoo's one convention
   ``v_uncond + g (v_cond - v_uncond)`` (``g = 1`` plain conditional, ``g = 0`` unconditional;
@@ -50,20 +50,16 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
-from genzoo.nn.velocity import (
-    LinearPathImputation,
-    VelocityModel,
-    cfm_loss,
-    log_time,
-    use_stable_target,
-    velocity_net,
-)
+from genzoo.nn.velocity import VelocityModel, velocity_net
 from genzoo.objectives.guidance import guided_velocity
+from genzoo.objectives.paths import cfm_loss, use_stable_target
 from genzoo.params import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
@@ -75,7 +71,16 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
-from genzoo.samplers.ode import ProbabilityFlow, TraceLikelihoodKind, integrate, log_likelihood, trace_options
+from genzoo.samplers.inpainting import LinearPathImputation
+from genzoo.samplers.ode import (
+    ProbabilityFlow,
+    TraceLikelihoodKind,
+    integrate,
+    log_likelihood,
+    log_time,
+    trace_options,
+)
+from genzoo.training import EMA
 
 
 @register("flow_matching")
@@ -226,10 +231,14 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale)))
+                                          fourier_scale=float(self.fourier_scale)),
+                             ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
+
+    def _training_ema(self) -> EMA:
+        return self.module_.ema
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Conditional flow matching on the linear path: independent noise and the stable target, or minibatch OT."""
@@ -237,15 +246,17 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                         label_dropout=float(self.label_dropout), n_classes=self.n_classes_,
                         time_dist=self.time_dist, stable_target=use_stable_target(self.stable_target, self.coupling))
 
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        loss = super()._train_step(z, y, step)
-        self.module_.update_ema(min(float(self.ema_decay), (1 + step) / (10 + step)))
-        return loss
+    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None, loss=None, batch_size: int | None = None) -> float:
+        """The flow-matching loss of the EMA network on held-out rows: fixed noise, stratified times.
 
-    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
-        """The flow-matching loss of the EMA network on held-out rows: fixed noise, stratified times."""
+        ``loss(net, z, y, t)``: the per-chunk objective (default: the pair target on fresh noise,
+        no label dropout); ``batch_size``: the chunk (default ``batch_size``).
+        """
         net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
-        bs = int(self.batch_size)
+        if loss is None:
+            def loss(net, zz, yy, t):
+                return cfm_loss(net, zz, yy, coupling=self.coupling, t=t, n_classes=self.n_classes_)
+        bs = int(self.batch_size if batch_size is None else batch_size)
         total, reps = 0.0, 4
         with torch_seed(12345, z.device):
             for _ in range(reps):
@@ -253,11 +264,19 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                 t = t[torch.randperm(len(z), device=z.device)]
                 for a in range(0, len(z), bs):  # OT pairs within training-sized chunks, as in training
                     yy = None if y is None else y[a:a + bs]
-                    total += float(cfm_loss(net, z[a:a + bs], yy, coupling=self.coupling,
-                                            t=t[a:a + bs], n_classes=self.n_classes_)) * len(z[a:a + bs])
+                    total += float(loss(net, z[a:a + bs], yy, t[a:a + bs])) * len(z[a:a + bs])
         return total / (reps * len(z))
 
     # ------------------------------------------------------------------ the ODE
+    #: sample in log-time (steps geometric in 1 - t, where the field contracts onto thin modes);
+    #: rectified flow's straightened paths take uniform steps instead
+    sample_log_time: ClassVar[bool] = True
+
+    def _field(self, y: torch.Tensor | None, guidance: float):
+        """The (guided) velocity field ``v(x, t)`` of the EMA network; also used while fitting."""
+        net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
+        return guided_velocity(net, y, guidance, self.n_classes_)
+
     def probability_flow(self, y=None, guidance: float | None = None) -> ProbabilityFlow:
         """The sampling ODE in standardised space: noise N(0, I) at t = 0, data at t = 1.
 
@@ -266,8 +285,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         """
         self._check_fitted()
         g = float(self.guidance if guidance is None else guidance)
-        net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
-        return ProbabilityFlow(guided_velocity(net, y, g, self.n_classes_), t_noise=0.0, t_data=1.0)
+        return ProbabilityFlow(self._field(y, g), t_noise=0.0, t_data=1.0)
 
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None,
                     sampler: str | None = None, guidance: float | None = None,
@@ -286,10 +304,10 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
             if y is None and self.n_classes_ and g != 0:
                 y = np.random.default_rng(seed).choice(self.n_classes_, size=n, p=self.class_prior_)
             yt = self._labels(y) if g != 0 else None
-            flow = self.probability_flow(yt, g)
+            f = self.probability_flow(yt, g).f
             x0 = torch.randn(n, int(self.n_features_in_), device=dev)
-            x1, nfe = integrate(log_time(flow.f), x0, 0.0, 1.0, method=sampler, steps=steps, rtol=float(self.rtol),
-                                atol=float(self.atol))
+            x1, nfe = integrate(log_time(f) if self.sample_log_time else f, x0, 0.0, 1.0, method=sampler,
+                                steps=steps, rtol=float(self.rtol), atol=float(self.atol))
         self.last_nfe_ = nfe * (2 if (yt is not None and g != 1) else 1)
         return x1
 
@@ -302,7 +320,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         yt = self._labels(y)
         out, nfe = [], 0
         for a in range(0, len(Z), int(batch)):
-            f = log_time(self.probability_flow(None if yt is None else yt[a:a + int(batch)], 1.0).f)
+            f = log_time(self._field(None if yt is None else yt[a:a + int(batch)], 1.0))
             lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
                                      steps=steps, rtol=float(self.rtol), atol=float(self.atol), **trace_options(self))
             out.append(lp.double())
@@ -312,7 +330,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     # ------------------------------------------------------------------ imputation
     def _unconditional_field(self):
         """The field RePaint integrates (imputation: ``LinearPathImputation``)."""
-        return self.probability_flow(None).f
+        return self._field(None, 1.0)
 
 
 __all__ = ["FlowMatching"]

@@ -59,6 +59,7 @@ from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn import MLP, ConditionedMLP, LabelEmbedding
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
+from genzoo.training import EMA
 
 
 class _LeakyReLU(nn.LeakyReLU):
@@ -99,21 +100,18 @@ class GANNet(nn.Module):
     """Generator ``(u, y) -> x``, its moving-average copy (not trained by gradients) and the discriminator."""
 
     def __init__(self, dim: int, latent_dim: int, hidden: int, layers: int, d_hidden: int, d_layers: int,
-                 pack: int, n_classes: int, critic_fourier: int | None = None, critic_scale: float = 1.0):
+                 pack: int, n_classes: int, critic_fourier: int | None = None, critic_scale: float = 1.0,
+                 ema_decay: float = 0.999):
         super().__init__()
         self.latent_dim = latent_dim
         self.generator = ConditionedMLP(latent_dim, dim, hidden, layers, n_classes=n_classes,
                                         activation=nn.ReLU)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.ema = EMA(self.generator, ema_decay, copy=self.generator_ema)  # averages into generator_ema
         self.discriminator = Discriminator(dim, d_hidden, d_layers, pack, n_classes, 0, 1.0)
         # the rejection critic: a discriminator with Fourier features, trained after the game
         self.critic = (Discriminator(dim, d_hidden, d_layers, 1, n_classes, critic_fourier, critic_scale)
                        if critic_fourier is not None else None)
-
-    @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
-        for pe, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            pe.lerp_(p, 1.0 - decay)
 
 
 @register("gan")
@@ -255,14 +253,19 @@ class GAN(TorchGenerativeModel):
             raise ValueError(f"pack ({self.pack}) must not exceed batch_size ({self.batch_size})")
         return GANNet(dim, int(self.latent_dim), int(self.hidden), int(self.layers), int(self.d_hidden),
                       int(self.d_layers), self._pack(), n_classes,
-                      int(self.fourier_features) if self._uses_rejection() else None, float(self.fourier_scale))
+                      int(self.fourier_features) if self._uses_rejection() else None, float(self.fourier_scale),
+                      # warm-started average: early on the copy follows the generator closely; plain GAN: a copy
+                      ema_decay=float(self.ema_decay) if self.stabilize else 0.0)
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         betas = (0.5, 0.9) if self.stabilize else (0.9, 0.999)
         net = self.module_
-        return [torch.optim.Adam(net.generator.parameters(), lr=self.lr, betas=betas),
-                torch.optim.Adam(net.discriminator.parameters(), lr=self.lr * float(self.d_lr_ratio),
+        return [torch.optim.Adam(net.generator.parameters(), lr=lr, betas=betas),
+                torch.optim.Adam(net.discriminator.parameters(), lr=lr * float(self.d_lr_ratio),
                                  betas=betas)]
+
+    def _training_ema(self) -> EMA:
+        return self.module_.ema
 
     # ------------------------------------------------------------------ the game
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None,
@@ -288,7 +291,8 @@ class GAN(TorchGenerativeModel):
         return self._d_loss(z, fake.detach(), y, r1) + self._g_loss(fake, y)
 
     def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        """One discriminator step, then one generator step on the same fake batch; EMA update.
+        """One discriminator step, then one generator step on the same fake batch (the loop then
+        updates the generator's moving average).
 
         Returns the discriminator's loss (2 log 2 = 1.386 when D cannot tell real from fake).
         """
@@ -307,8 +311,6 @@ class GAN(TorchGenerativeModel):
         loss_g.backward()
         opt_g.step()
         net.discriminator.requires_grad_(True)
-        # warm-started average: early on the copy follows the generator closely; plain GAN: a copy
-        net.update_ema(min(float(self.ema_decay), (1.0 + step) / (10.0 + step)) if self.stabilize else 0.0)
         return float(loss_d.detach())
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:

@@ -53,25 +53,14 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 
 import numpy as np
 import torch
-from torch import nn
 
-from genzoo.base import TorchGenerativeModel, torch_seed
-from genzoo.nn.velocity import (
-    LinearPathImputation,
-    VelocityModel,
-    cfm_loss,
-    log_time,
-    path_energy,
-    use_stable_target,
-    velocity_net,
-)
-from genzoo.objectives.guidance import guided_velocity
+from genzoo.base import torch_seed
+from genzoo.families.flow_matching import FlowMatching
+from genzoo.objectives.paths import cfm_loss
 from genzoo.params import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
@@ -83,12 +72,17 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
-from genzoo.samplers.ode import ProbabilityFlow, TraceLikelihoodKind, integrate, log_likelihood, trace_options
+from genzoo.samplers.ode import integrate, log_time, path_energy
+from genzoo.training import Phase, descend, train
 
 
 @register("rectified_flow")
-class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
+class RectifiedFlow(FlowMatching):
     """Rectified flow with reflow; few-step Euler sampling, straightness history, exact ODE likelihood.
+
+    Flow matching (the 1-RF: its network, loss, likelihood and imputation, inherited) followed by
+    ``n_reflow`` reflows on the model's own (noise, sample) pairs; it differs on purpose in its
+    defaults (Euler with 8 uniform steps, longer training) and samples in uniform time.
 
     Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
     ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
@@ -185,9 +179,6 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
     ((5, 2), 8, 2)
     """
 
-    likelihood_kind = TraceLikelihoodKind()  # "estimate" when fitted on > 10 features (seeded Hutchinson trace)
-    _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
-    _has_null_label = True
     summary = "rectified flow (flow matching + reflow): straight paths, one-to-few-step Euler sampling"
     budget_params = {"max_steps": 50, "reflow_steps": 50, "reflow_pairs": 1000}  # both trainings and the pairs
     _parameter_constraints = {
@@ -253,70 +244,45 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
         self.device = device
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ network and objective
-    def _build(self, dim: int, n_classes: int) -> nn.Module:
-        if getattr(self, "_reflowing", False):  # reflow warm-starts from the current field
-            return copy.deepcopy(self.module_)
-        use_stable_target(self.stable_target, self.coupling)  # stable_target=True needs independent noise
-        return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
-                                          time_dim=int(self.time_dim), time_scale=float(self.time_scale),
-                                          fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale)))
+    # deliberate differences from flow matching (network, loss, likelihood, imputation: inherited)
+    #: the 1-RF trains on uniform times (``time_dist`` is not a hyperparameter here)
+    time_dist = "uniform"
+    #: straightened paths: uniform time steps (one Euler step is the one-step generator), not log-time
+    sample_log_time = False
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        lr = self.reflow_lr if getattr(self, "_reflowing", False) else self.lr
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=float(lr))]
+    # ------------------------------------------------------------------ the reflow phase
+    def _reflow_loss(self, net, z: torch.Tensor, y: torch.Tensor | None,
+                     t: torch.Tensor | None = None) -> torch.Tensor:
+        """The pair target on fixed pairs: rows are ``[x0, x1]``, the model's own (noise, sample)."""
+        x0, x1 = z.chunk(2, dim=1)
+        return cfm_loss(net, x1, y, x0=x0, coupling="independent", t=t,
+                        label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
 
-    def _loss(self, z: torch.Tensor, y: torch.Tensor | None, net: nn.Module | None = None,
-              t: torch.Tensor | None = None) -> torch.Tensor:
-        """Flow matching on the linear path: data with fresh (coupled) noise, or fixed reflow pairs."""
-        net = self.module_.net if net is None else net
-        if getattr(self, "_reflowing", False):  # rows are [x0, x1]: the model's own (noise, sample) pairs
-            x0, x1 = z.chunk(2, dim=1)
-            return cfm_loss(net, x1, y, x0=x0, coupling="independent", t=t,
-                            label_dropout=float(self.label_dropout), n_classes=self.n_classes_)
-        return cfm_loss(net, z, y, coupling=self.coupling, t=t, label_dropout=float(self.label_dropout),
-                        n_classes=self.n_classes_, stable_target=use_stable_target(self.stable_target, self.coupling))
+    def _reflow_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
+        (opt,) = self.optimizers_
+        return descend(self._reflow_loss(self.module_.net, z, y), opt, self.module_.parameters(), self.grad_clip)
 
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        loss = super()._train_step(z, y, step)
-        # the average warms up again in each phase (``step`` restarts at 0): an average carried over
-        # from the 1-RF would keep 5% of its weights after 3,000 reflow steps at decay 0.999
-        self.module_.update_ema(min(float(self.ema_decay), (1 + step) / (10 + step)))
-        return loss
-
-    def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
-        """The training objective of the EMA network on held-out rows: fixed noise, stratified times."""
-        net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
-        bs, total, reps = int(self.batch_size), 0.0, 4
-        with torch_seed(12345, z.device):
-            for _ in range(reps):
-                t = (torch.arange(len(z), device=z.device) + torch.rand(1, device=z.device)) / len(z)
-                t = t[torch.randperm(len(z), device=z.device)]
-                for a in range(0, len(z), bs):
-                    yy = None if y is None else y[a:a + bs]
-                    total += float(self._loss(z[a:a + bs], yy, net=net, t=t[a:a + bs])) * len(z[a:a + bs])
-        return total / (reps * len(z))
+    def _reflow_phase(self, r: int) -> Phase:
+        """Reflow ``r``: warm-started from the current weights (no setup), its own budget, batch and
+        lr. The weight average warms up again (the step count restarts at 0): an average carried
+        over from the 1-RF would keep 5% of its weights after 3,000 reflow steps at decay 0.999."""
+        bs = int(self.reflow_batch_size)
+        return self._default_phase(f"reflow {r + 1}", max_steps=int(self.reflow_steps), batch_size=bs,
+                                   lr=float(self.reflow_lr), setup=None, step=self._reflow_step,
+                                   val_loss=lambda z, y: self._val_loss(z, y, self._reflow_loss, bs))
 
     # ------------------------------------------------------------------ 1-RF, then reflow
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
-        self._reflowing = False
-        super()._fit_std(Z, y, seed)  # 1-rectified flow
+        self.phases_ = []
+        self._record_phase(train(self, Z, y, self._default_phase("1-RF"), seed))
         rng = np.random.default_rng(seed)
         held = Z[rng.permutation(len(Z))[:1000]]
         self.reflow_history_ = [self._straightness(held, seed)]
-        total = self.n_steps_
         for r in range(int(self.n_reflow)):
             X0, X1, yp = self._pairs(int(self.reflow_pairs), y is not None, seed + 1 + r)
-            self._reflowing = True
-            try:
-                with _overriding(self, max_steps=int(self.reflow_steps), batch_size=int(self.reflow_batch_size)):
-                    super()._fit_std(np.concatenate([X0, X1], 1), yp, seed + 1 + r)
-            finally:
-                self._reflowing = False
+            rec = train(self, np.concatenate([X0, X1], 1), yp, self._reflow_phase(r), seed + 1 + r)
+            self._record_phase(rec, accumulate_steps=True)
             self.reflow_history_.append(self._straightness(held, seed))
-            total += self.n_steps_
-        self.n_steps_ = total
 
     @torch.no_grad()
     def _pairs(self, n: int, labelled: bool, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -364,78 +330,11 @@ class RectifiedFlow(LinearPathImputation, TorchGenerativeModel):
         return {"npe": pe["npe"], "transport_cost": pe["cost"], "w2_one_step": w2(one.cpu(), h),
                 "w2_ode": w2(acc.cpu(), h), "w2_floor_half": floor}
 
-    # ------------------------------------------------------------------ the ODE
-    def _field(self, y: torch.Tensor | None, guidance: float):
-        net = lambda x, t, yy: self.module_(x, t, yy, ema=True)  # noqa: E731
-        return guided_velocity(net, y, guidance, self.n_classes_)
-
-    def probability_flow(self, y=None, guidance: float | None = None) -> ProbabilityFlow:
-        """The sampling ODE in standardised space: noise N(0, I) at t = 0, data at t = 1."""
-        self._check_fitted()
-        g = float(self.guidance if guidance is None else guidance)
-        return ProbabilityFlow(self._field(y, g), t_noise=0.0, t_data=1.0)
-
-    def _sample_std(self, n: int, y: np.ndarray | None, seed: int, steps: int | None = None,
-                    sampler: str | None = None, guidance: float | None = None,
-                    method: str | None = None) -> torch.Tensor:
-        """Integrate from N(0, I) with ``sampler`` (alias ``method``, default Euler) over ``steps``
-        (default ``sample_steps``)."""
-        sampler = sampler or method or self.sampler
-        steps = int(self.sample_steps if steps is None else steps)
-        g = float(self.guidance if guidance is None else guidance)
-        dev = torch.device(self.device_)
-        with torch_seed(seed, dev):
-            if y is None and self.n_classes_ and g != 0:
-                y = np.random.default_rng(seed).choice(self.n_classes_, size=n, p=self.class_prior_)
-            yt = self._labels(y) if g != 0 else None
-            x0 = torch.randn(n, int(self.n_features_in_), device=dev)
-            x1, nfe = integrate(self._field(yt, g), x0, 0.0, 1.0, method=sampler, steps=steps,
-                                rtol=float(self.rtol), atol=float(self.atol))
-        self.last_nfe_ = nfe * (2 if (yt is not None and g != 1) else 1)
-        return x1
-
-    # ------------------------------------------------------------------ likelihood
-    def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,
-                      method: str | None = None, batch: int = 8192) -> np.ndarray:
-        """Exact log p(z) through the final field's ODE (RK4 in log-time), data (t = 1) back to noise."""
-        steps = int(self.likelihood_steps if steps is None else steps)
-        method = method or self.likelihood_method
-        yt = self._labels(y)
-        out, nfe = [], 0
-        for a in range(0, len(Z), int(batch)):
-            f = log_time(self._field(None if yt is None else yt[a:a + int(batch)], 1.0))
-            lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), 1.0, 0.0, method=method,
-                                     steps=steps, rtol=float(self.rtol), atol=float(self.atol), **trace_options(self))
-            out.append(lp.double())
-        self.last_nfe_ = nfe
-        return torch.cat(out).cpu().numpy()
-
-    # ------------------------------------------------------------------ imputation
-    def _unconditional_field(self):
-        """The field RePaint integrates (imputation: ``LinearPathImputation``)."""
-        return self._field(None, 1.0)
-
     # ------------------------------------------------------------------ state
     def _get_meta(self) -> dict:
         meta = super()._get_meta()
         meta["reflow_history_"] = getattr(self, "reflow_history_", [])
         return meta
-
-
-@contextlib.contextmanager
-def _overriding(model, **params):
-    """Run the shared training loop with another step budget and batch size for the reflow phase.
-
-    The base loop reads ``self.max_steps`` and ``self.batch_size``; both are restored on exit.
-    """
-    old = {k: getattr(model, k) for k in params}
-    try:
-        for k, v in params.items():
-            setattr(model, k, v)
-        yield
-    finally:
-        for k, v in old.items():
-            setattr(model, k, v)
 
 
 __all__ = ["RectifiedFlow"]

@@ -82,8 +82,8 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.nn.mlp import ConditionedMLP
-from genzoo.nn.targets import batch_posterior_mean
 from genzoo.objectives.guidance import drop_labels, guided
+from genzoo.objectives.targets import batch_posterior_mean
 from genzoo.params import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
@@ -96,10 +96,12 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
+from genzoo.samplers.inpainting import repaint
 from genzoo.samplers.langevin import annealed_langevin, geometric_schedule
 from genzoo.samplers.ode import TraceLikelihoodKind, integrate, log_likelihood, trace_options
 from genzoo.samplers.schedules import LinearSchedule
 from genzoo.samplers.sde import VESDE, VPSDE, reverse_euler_maruyama
+from genzoo.training import EMA
 
 
 class ScoreNet(nn.Module):
@@ -113,21 +115,14 @@ class ScoreNet(nn.Module):
     """
 
     def __init__(self, dim: int, n_classes: int, *, hidden: int, layers: int, fourier_features: int,
-                 fourier_scale: float, time_dim: int, fourier_damping: bool = True):
+                 fourier_scale: float, time_dim: int, fourier_damping: bool = True, ema_decay: float = 0.999):
         super().__init__()
         self.n_classes = n_classes
         self.fourier_damping = fourier_damping
         self.register_buffer("B", torch.randn(dim, fourier_features) * fourier_scale)  # (D, F)
         self.net = ConditionedMLP(dim + 2 * fourier_features, dim, hidden, layers, time_dim=time_dim,
                                   n_classes=n_classes, time_scale=4.0)
-        self._names = [k for k, _ in self.net.named_parameters()]
-        for k, p in self.net.named_parameters():
-            self.register_buffer("ema_" + k.replace(".", "__"), p.detach().clone())
-
-    @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
-        for k, p in self.net.named_parameters():
-            getattr(self, "ema_" + k.replace(".", "__")).lerp_(p.detach(), 1 - decay)
+        self.ema = EMA(self.net, ema_decay, host=self)  # buffers ema_<name>
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None,
                 ema: bool = False) -> torch.Tensor:
@@ -141,8 +136,7 @@ class ScoreNet(nn.Module):
             feats = feats * torch.exp(-0.5 * (c_in * s) ** 2 * (self.B * self.B).sum(0)).repeat(1, 2)
         inp = (torch.cat([h, feats], 1), sigma.log(), y)
         if ema:
-            params = {k: getattr(self, "ema_" + k.replace(".", "__")) for k in self._names}
-            out = torch.func.functional_call(self.net, params, inp)
+            out = torch.func.functional_call(self.net, self.ema.params(), inp)
         else:
             out = self.net(*inp)
         return c_skip * x + c_out * out
@@ -306,10 +300,14 @@ class ScoreModel(TorchGenerativeModel):
             raise ValueError(f"sigma_min must be below sigma_max; got {self.sigma_min}, {self.sigma_max}")
         return ScoreNet(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
-                        time_dim=int(self.time_dim), fourier_damping=bool(self.fourier_damping))
+                        time_dim=int(self.time_dim), fourier_damping=bool(self.fourier_damping),
+                        ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=self.lr)]
+    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
+
+    def _training_ema(self) -> EMA:
+        return self.module_.ema
 
     def _sigmas(self, u: torch.Tensor) -> torch.Tensor:
         """Noise levels log-uniform on [sigma_min, sigma_max] for ``u`` uniform on [0, 1]."""
@@ -347,14 +345,9 @@ class ScoreModel(TorchGenerativeModel):
     def _stable_target(self, x_noisy: torch.Tensor, sigma: torch.Tensor, ref: torch.Tensor,
                        y: torch.Tensor | None, y_in: torch.Tensor | None) -> torch.Tensor:
         """``sum_j w_ij ref_j`` with ``w_ij`` proportional to N(x_noisy_i; ref_j, sigma_i^2 I), same class only
-        (a label-dropped row: all rows); ``genzoo.nn.targets``."""
+        (a label-dropped row: all rows); ``genzoo.objectives.targets``."""
         free = None if y is None else y_in == self.n_classes_
         return batch_posterior_mean(x_noisy, torch.ones_like(sigma), sigma, ref, y, free).to(ref.dtype)
-
-    def _train_step(self, z: torch.Tensor, y: torch.Tensor | None, step: int) -> float:
-        loss = super()._train_step(z, y, step)
-        self.module_.update_ema(min(float(self.ema_decay), (1 + step) / (10 + step)))
-        return loss
 
     def _val_loss(self, z: torch.Tensor, y: torch.Tensor | None) -> float:
         """Plain DSM loss (an unbiased estimate of the objective) of the EMA network: stratified levels, fixed noise."""
@@ -482,28 +475,29 @@ class ScoreModel(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z, miss, seed, steps: int | None = None, resample: int | None = None):
-        """RePaint on the VE reverse SDE: observed coordinates re-perturbed to the current level,
-        each step repeated ``resample`` times with an exact forward jump back in between."""
+        """RePaint (``genzoo.samplers.inpainting.repaint``) on the VE reverse SDE: observed
+        coordinates re-perturbed to the current level, each step repeated ``resample`` times with
+        the exact VE forward jump back in between."""
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         if steps < 1 or resample < 1:
             raise ValueError(f"steps and resample must be >= 1; got {steps}, {resample}")
         dev = torch.device(self.device_)
         known = self._tensor(np.where(miss, 0.0, Z))
-        m = torch.as_tensor(miss, device=dev)
         s, _ = self.score_fn(None, 0.0)
         sig = torch.exp(torch.linspace(math.log(self.sigma_max), math.log(self.sigma_min), steps + 1)).tolist()
+
+        def step(x: torch.Tensor, si: float, sj: float, last: bool) -> torch.Tensor:
+            var_step = si**2 - sj**2  # VE reverse step: g^2 dt = sigma_i^2 - sigma_{i+1}^2
+            x = x + var_step * s(x, si)
+            return x if last else x + math.sqrt(var_step) * torch.randn_like(x)
+
+        def jump(x: torch.Tensor, sj: float, si: float) -> torch.Tensor:  # the VE forward kernel adds the variance
+            return x + math.sqrt(si**2 - sj**2) * torch.randn_like(x)
+
         with torch_seed(seed, dev):
             x = math.sqrt(1 + self.sigma_max**2) * torch.randn(known.shape, device=dev)
-            for i in range(steps):
-                var_step = sig[i] ** 2 - sig[i + 1] ** 2  # VE reverse step: g^2 dt = sigma_i^2 - sigma_{i+1}^2
-                for u in range(resample):
-                    x = torch.where(m, x, known + sig[i] * torch.randn_like(x))
-                    x = x + var_step * s(x, sig[i])
-                    if i < steps - 1:
-                        x = x + math.sqrt(var_step) * torch.randn_like(x)
-                    if u < resample - 1:  # back to level sigma_i: the VE forward kernel adds var_step
-                        x = x + math.sqrt(var_step) * torch.randn_like(x)
-            x = torch.where(m, x, known)
-        self.last_nfe_ = steps * resample
+            x, nfe = repaint(step, lambda k, si: k + si * torch.randn_like(k), jump, x, sig, known,
+                             torch.as_tensor(~miss, device=dev), resample=resample)
+        self.last_nfe_ = nfe
         return x

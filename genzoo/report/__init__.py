@@ -318,7 +318,8 @@ def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, 
         cells = []
         for k, _, _ in cols:
             v, s = as_number(r.get(k)), as_number(r.get(k + "_std"))
-            txt = format_value(v, k) + (f" ± {format_value(s, k)}" if math.isfinite(s) and s > 0 and math.isfinite(v) else "")
+            spread = math.isfinite(s) and s > 0 and math.isfinite(v)
+            txt = format_value(v, k) + (f" ± {format_value(s, k)}" if spread else "")
             cls = ' class="best"' if best.get(k) == r["family"] else ""
             cells.append(f"<td{cls}>{txt}</td>")
         status = f"{r['ok']}/{r['runs']}"

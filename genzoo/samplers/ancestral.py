@@ -12,7 +12,8 @@ network serves 1000 steps or 20 (respacing: Nichol & Dhariwal 2021, Song et al. 
   step of the probability-flow ODE in the variables ``x / alpha`` and ``sigma / alpha``),
   ``eta = 1`` matches the ancestral step's variance.
 - :func:`forward_jump` -- re-noise ``x_s -> x_t`` (``q(x_t | x_s)``), used by RePaint resampling.
-- :func:`sample_loop` -- the loop, with optional inpainting (RePaint, Lugmayr et al. 2022).
+- :func:`sample_loop` -- the loop, with optional inpainting (RePaint, Lugmayr et al. 2022, through
+  :func:`genzoo.samplers.inpainting.repaint`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from genzoo.samplers.inpainting import repaint
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr
 
 Tensor = torch.Tensor
@@ -86,11 +88,13 @@ def sample_loop(eps_fn: Callable[[Tensor, Tensor], Tensor], x_T: Tensor, lams: T
 
     ``eps_fn(x, lam)`` returns the noise prediction (``lam`` a scalar tensor). ``sampler`` is
     'ancestral' (DDPM) or 'ddim'. The last step returns the mean (no noise is added at the
-    data end). Inpainting (RePaint, Lugmayr et al. 2022): where ``mask`` is True the
-    coordinates are replaced, after every step, by ``known`` noised forward to that level;
-    each step is repeated ``resample`` times, re-noising the result back one step in between,
-    so the free coordinates can harmonise with the known ones. The observed values come back
-    exactly at the end. ``return_path=True`` returns the list of states, start and every level.
+    data end). Inpainting (RePaint, Lugmayr et al. 2022; the loop is
+    :func:`genzoo.samplers.inpainting.repaint`): where ``mask`` is True the coordinates are
+    replaced, before every step, by ``known`` noised forward to that level; each step but the
+    last is repeated ``resample`` times, re-noising the result back one level in between
+    (:func:`forward_jump`), so the free coordinates can harmonise with the known ones. The
+    observed values come back exactly at the end. ``return_path=True`` returns the list of
+    states, start and every level.
     """
     if sampler not in ("ancestral", "ddim"):
         raise ValueError(f"unknown sampler {sampler!r}; choose 'ancestral' or 'ddim'")
@@ -100,31 +104,25 @@ def sample_loop(eps_fn: Callable[[Tensor, Tensor], Tensor], x_T: Tensor, lams: T
     def randn() -> Tensor:
         return torch.randn(x_T.shape, generator=generator, device=x_T.device, dtype=x_T.dtype)
 
-    def paste(x: Tensor, lam: Tensor, last: bool) -> Tensor:
-        if mask is None:
-            return x
-        if last:
-            return torch.where(mask, known, x)
-        a, s = alpha_sigma_from_log_snr(lam)
-        return torch.where(mask, a * known + s * randn(), x)
+    def step(x: Tensor, lam_t: Tensor, lam_s: Tensor, last: bool) -> Tensor:
+        eps = eps_fn(x, lam_t)
+        if sampler == "ancestral":
+            return ddpm_step(x, eps, lam_t, lam_s, None if last else randn())
+        return ddim_step(x, eps, lam_t, lam_s, eta, None if (last or eta == 0) else randn())
 
-    x = paste(x_T, lams[0], False)
+    if mask is not None:
+        def marginal(k: Tensor, lam: Tensor) -> Tensor:
+            a, s = alpha_sigma_from_log_snr(lam)
+            return a * k + s * randn()
+
+        out, _ = repaint(step, marginal, lambda x, lam_s, lam_t: forward_jump(x, lam_s, lam_t, randn()), x_T,
+                         lams, known, mask, resample=resample, resample_last=False, return_path=return_path)
+        return out
+    x = x_T
     path = [x] if return_path else None
     n = len(lams) - 1
     for i in range(n):
-        lam_t, lam_s = lams[i], lams[i + 1]
-        last = i == n - 1
-        reps = 1 if (mask is None or last) else int(resample)
-        for r in range(reps):
-            eps = eps_fn(x, lam_t)
-            if sampler == "ancestral":
-                x_s = ddpm_step(x, eps, lam_t, lam_s, None if last else randn())
-            else:
-                x_s = ddim_step(x, eps, lam_t, lam_s, eta, None if (last or eta == 0) else randn())
-            x_s = paste(x_s, lam_s, last)
-            if r < reps - 1:
-                x = forward_jump(x_s, lam_s, lam_t, randn())  # jump back and harmonise again
-        x = x_s
+        x = step(x, lams[i], lams[i + 1], i == n - 1)
         if path is not None:
             path.append(x)
     return path if path is not None else x

@@ -34,6 +34,9 @@ functions here:
     forward noising kernel (needed by a student's multistep sampler). A consistency model distils from any
     estimator exposing it (the teacher is passed in, never imported).
 
+``log_time(f)`` rewrites a linear-path field in a time geometric near the data (fewer fixed
+steps for thin modes); ``path_energy(f, x0)`` measures how straight its trajectories are.
+
 Conventions: ``f(x, t)`` takes a batch ``x`` of shape ``(B, D)`` and a time tensor ``t`` of
 shape ``(B,)`` (all entries equal) and returns the velocity ``(B, D)``; time may run
 forwards or backwards (``t1 < t0`` is fine). ``nfe`` counts calls of ``f`` (network
@@ -332,6 +335,44 @@ def trace_options(model, probes: int | None = None, random_state=None) -> dict:
     return {"probes": int(DEFAULT_PROBES if probes is None else probes), "seed": seed}
 
 
+def log_time(f: VelocityFn, eps: float = 1e-3) -> VelocityFn:
+    """The same ODE in a time ``u in [0, 1]`` with ``t(u) = (1 - eps^u) / (1 - eps)``.
+
+    Near the data end the linear-path field contracts at rate ~``1 / (1 - t)`` onto modes
+    as thin as the data's (std ~0.015 after standardisation for ``gaussians8``): stiff in
+    ``t``, smooth in ``log(1 - t)``. Equal steps in ``u`` are geometric in ``1 - t`` (fine
+    near the data, coarse near the noise where the field is nearly constant), so fixed-step
+    solvers reach the same accuracy with far fewer steps. ``x(u = 1) = x(t = 1)`` exactly:
+    only the discretisation changes. ``dx/du = f(x, t(u)) dt/du``.
+    """
+    c = -math.log(eps) / (1 - eps)
+
+    def g(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        e = torch.pow(torch.as_tensor(eps, dtype=u.dtype, device=u.device), u)  # (B,)
+        return f(x, (1 - e) / (1 - eps)) * (c * e)[:, None]
+
+    return g
+
+
+@torch.no_grad()
+def path_energy(f: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
+                steps: int = 100) -> dict[str, float]:
+    """Straightness of the ODE paths of ``f`` started at ``x0`` (fine Euler steps).
+
+    ``npe = E int_0^1 |v|^2 dt / E |x1 - x0|^2 - 1``: the normalised path energy (Tong et
+    al. 2023), equal to Liu et al.'s straightness ``E int |(x1 - x0) - v|^2 dt`` divided by
+    ``E |x1 - x0|^2``; 0 exactly when every path is a straight line run at constant speed
+    (then one Euler step is exact). Also returns the transport cost ``E |x1 - x0|^2``.
+    """
+    path, _ = integrate(f, x0, t0, t1, method="euler", steps=steps, return_path=True)  # (S+1, B, D)
+    h = abs(t1 - t0) / steps
+    v = (path[1:] - path[:-1]) / h  # (S, B, D): the velocity used on each step
+    energy = float((v ** 2).sum(-1).mean(1).sum() * h)
+    cost = float(((path[-1] - path[0]) ** 2).sum(-1).mean())
+    return {"npe": energy / max(cost, 1e-12) - 1.0, "cost": cost, "energy": energy}
+
+
 __all__ = ["ProbabilityFlow", "integrate", "log_likelihood", "divergence", "standard_normal_log_prob",
            "trace_probes", "trace_options", "uses_exact_trace", "TraceLikelihoodKind", "EXACT_TRACE_MAX_DIM",
-           "DEFAULT_PROBES", "evals_per_step", "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "VelocityFn"]
+           "DEFAULT_PROBES", "evals_per_step", "METHODS", "FIXED_METHODS", "ADAPTIVE_METHODS", "VelocityFn",
+           "log_time", "path_energy"]

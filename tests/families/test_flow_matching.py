@@ -9,14 +9,10 @@ import pytest
 import torch
 
 import genzoo as gz
-from genzoo.nn.velocity import (
-    cfm_loss,
-    linear_path,
-    ot_pairing,
-    path_energy,
-    stable_velocity_target,
-)
+from genzoo.objectives.couplings import ot_pairing
 from genzoo.objectives.guidance import guided_velocity
+from genzoo.objectives.paths import cfm_loss, linear_path, stable_velocity_target
+from genzoo.samplers.ode import path_energy
 from tests.conftest import small_params
 
 
@@ -187,7 +183,7 @@ def test_impute_keeps_observed_values_and_follows_the_ring(ring_model):
 def test_repaint_with_the_exact_field_draws_the_true_conditional():
     """RePaint on the linear path, given the exact marginal field of an empirical ring (independent
     coupling), fills y at x = 0 with draws near +-1; the grid and RePaint methods are both reachable."""
-    from genzoo.nn.velocity import inpaint
+    from genzoo.samplers.inpainting import inpaint_linear_path as inpaint
 
     R = torch.tensor(gz.datasets.get("ring").sample(3000, random_state=0), dtype=torch.float32)
 

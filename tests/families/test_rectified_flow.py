@@ -8,8 +8,7 @@ import torch
 
 import genzoo as gz
 from genzoo.base import torch_seed
-from genzoo.nn.velocity import log_time
-from genzoo.samplers.ode import integrate
+from genzoo.samplers.ode import integrate, log_time
 from tests.conftest import small_params
 
 
@@ -78,8 +77,8 @@ def test_the_reflow_trains_at_its_own_learning_rate(monkeypatch):
     cls = type(gz.make("rectified_flow"))
     seen, make = [], cls._configure_optimizers
 
-    def spy(self):
-        opts = make(self)
+    def spy(self, lr):
+        opts = make(self, lr)
         seen.append(opts[0].defaults["lr"])
         return opts
 

@@ -4,7 +4,7 @@ Denoising objectives regress on one clean row per noisy point, a target whose va
 middle noise levels is of the order of the data's spread. Averaging over the batch instead
 (Xu et al. 2023, "Stable Target Field") keeps the minimiser, E[x | x_noisy], and removes most
 of that variance. ``score``, ``diffusion`` and ``flow_matching`` share the estimate; each
-writes its own target from it.
+writes its own target from it (``genzoo.objectives.paths.stable_velocity_target`` for the linear path).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from genzoo.nn.targets import batch_posterior_mean
+from genzoo.objectives.targets import batch_posterior_mean
 
 
 def _by_hand(x, a, s, ref, keep):
