@@ -189,21 +189,25 @@ class GenerativeModel(BaseEstimator):
     def _sample_path_std(self, n: int, y, seed: int, n_frames: int, **opts) -> list:
         raise UnsupportedError(f"{self.family} draws samples in one pass; it has no sampling path")
 
-    def score_samples(self, X, y=None, *, null_label: bool = False, **opts) -> np.ndarray:
+    def score_samples(self, X, y=None, *, null_label: bool = False, return_se: bool = False, **opts):
         """Log-density of each row in nats (a bound or estimate where ``likelihood_kind`` says so).
 
         On a model fitted with labels: without ``y`` the marginal that ``sample(n)`` draws,
-        ``log sum_k prior_k p(x | k)`` (one pass per class); with ``y`` (a label, or one per
-        row) the conditional ``log p(x | y)``; with ``null_label=True`` the density the family
-        learned for the null label (families trained with label dropout; the global fit for
-        gmm/kde), which is *not* the sampled marginal.
+        ``log sum_k prior_k p(x | k)`` (all classes in one batched pass); with ``y`` (a label, or
+        one per row) the conditional ``log p(x | y)``; with ``null_label=True`` the density the
+        family learned for the null label (families trained with label dropout; the global fit
+        for gmm/kde), which is *not* the sampled marginal.
+
+        ``return_se=True`` returns ``(log_density, standard_error)`` per row: zeros where the
+        number is deterministic, the Monte Carlo standard error where it is an estimate
+        (``likelihood_kind='estimate'``: Hutchinson probes, AIS). Same rows, same numbers.
         """
         self._check_fitted()
         if "log_prob" not in self.capabilities:
             raise UnsupportedError(self._no_likelihood_reason())
         X = check_array(X, "X", dim=self.n_features_in_)
         Z = (X - self.loc_) / self.scale_
-        _check_options(self._log_prob_std, opts, "score_samples", ("Z", "y"))
+        _check_options(self._log_prob_std, opts, "score_samples", ("Z", "y", "return_se"))
         if null_label:
             if y is not None:
                 raise ValueError("score_samples: give either y or null_label=True, not both")
@@ -212,32 +216,47 @@ class GenerativeModel(BaseEstimator):
             if not self._has_null_label:
                 raise UnsupportedError(f"{self.family} has no null-label density (it was not trained with "
                                        "label dropout); score the marginal (no y) or a class (y=...)")
-            lp = _to_numpy(self._log_prob_std(Z, None, **opts))
+            lp, se = self._log_prob_se_std(Z, None, **opts)
         else:
-            lp = self._labelled_log_prob_std(Z, self._encode_sample_labels(y, len(Z)), **opts)
-        return lp.astype(np.float64) - float(np.log(self.scale_).sum())
+            lp, se = self._labelled_log_prob_std(Z, self._encode_sample_labels(y, len(Z)), with_se=True, **opts)
+        lp = lp.astype(np.float64) - float(np.log(self.scale_).sum())
+        return (lp, se) if return_se else lp
 
-    def _labelled_log_prob_std(self, Z: np.ndarray, y_idx: np.ndarray | None = None, **opts) -> np.ndarray:
+    def _log_prob_se_std(self, Z: np.ndarray, *y, **opts) -> tuple[np.ndarray, np.ndarray]:
+        """``_log_prob_std`` and its per-row standard error (zeros for a family whose number is exact)."""
+        if "return_se" in _hook_params(self._log_prob_std):
+            lp, se = self._log_prob_std(Z, *y, return_se=True, **opts)
+            return _to_numpy(lp), _to_numpy(se)
+        lp = _to_numpy(self._log_prob_std(Z, *y, **opts))
+        return lp, np.zeros_like(lp)
+
+    def _labelled_log_prob_std(self, Z: np.ndarray, y_idx: np.ndarray | None = None, *, with_se: bool = False,
+                               **opts):
         """log p(z | y) for class indices ``y_idx``; without them, the sampled marginal.
 
         A model fitted without labels scores its one density; one fitted with labels and asked
-        for none scores ``logsumexp_k [log prior_k + log p(z | k)]`` exactly, one pass per class.
+        for none scores ``logsumexp_k [log prior_k + log p(z | k)]`` exactly, every class in one
+        batch (one ODE solve, not K). Its standard error combines the classes' by their
+        responsibilities (a bound: the class passes share their probes).
         """
         if getattr(self, "classes_", None) is None:
-            return _to_numpy(self._log_prob_std(Z, **opts))
-        if y_idx is not None:
-            return _to_numpy(self._log_prob_std(Z, y_idx, **opts))
-        from scipy.special import logsumexp
+            lp, se = self._log_prob_se_std(Z, **opts)
+        elif y_idx is not None:
+            lp, se = self._log_prob_se_std(Z, y_idx, **opts)
+        else:
+            from scipy.special import logsumexp, softmax
 
-        n, K = len(Z), len(self.classes_)
-        rows = max(1, 65536 // K)  # every class in one batch: one ODE solve, not K
-        out = []
-        for a in range(0, n, rows):
-            z = Z[a:a + rows]
-            lp = _to_numpy(self._log_prob_std(np.tile(z, (K, 1)), np.repeat(np.arange(K), len(z)), **opts))
-            lp = lp.reshape(K, len(z)) + np.log(np.maximum(self.class_prior_, 1e-300))[:, None]
-            out.append(logsumexp(lp, axis=0))
-        return np.concatenate(out)
+            n, K = len(Z), len(self.classes_)
+            rows = max(1, 65536 // K)
+            lps, ses = [], []
+            for a in range(0, n, rows):
+                z = Z[a:a + rows]
+                lk, sk = self._log_prob_se_std(np.tile(z, (K, 1)), np.repeat(np.arange(K), len(z)), **opts)
+                lk = lk.reshape(K, len(z)) + np.log(np.maximum(self.class_prior_, 1e-300))[:, None]
+                lps.append(logsumexp(lk, axis=0))
+                ses.append((softmax(lk, axis=0) * sk.reshape(K, len(z))).sum(0))
+            lp, se = np.concatenate(lps), np.concatenate(ses)
+        return (lp, se) if with_se else lp
 
     def score(self, X, y=None, **opts) -> float:
         """Mean log-density per row (higher is better), so model selection by likelihood works."""
@@ -574,6 +593,12 @@ def load(path) -> GenerativeModel:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _hook_params(hook) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(hook).parameters)
+
+
 def _forwards_options(hook) -> bool:
     import inspect
 

@@ -372,7 +372,7 @@ class Diffusion(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ likelihood
     def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,
-                      method: str | None = None, batch: int = 8192) -> np.ndarray:
+                      method: str | None = None, batch: int = 8192, return_se: bool = False):
         """log p(z) of the probability-flow ODE, integrated in log-SNR time from data to noise.
 
         With ``u`` running 0 -> 1 as ``lambda`` goes from ``lambda_max`` to ``lambda_min``,
@@ -396,14 +396,17 @@ class Diffusion(TorchGenerativeModel):
 
         d = Z.shape[1]
         a_max = math.sqrt(1 / (1 + math.exp(-hi)))
-        out = []
+        out, ses = [], []
         for i in range(0, len(Z), int(batch)):
             x = self._tensor(Z[i:i + int(batch)]) * a_max
             f = field(self._eps_fn(None if yt is None else yt[i:i + int(batch)], 1.0)[0])
-            lp, nfe = log_likelihood(f, x, 0.0, 1.0, method=method, steps=steps, **trace_options(self))
+            lp, se, nfe = log_likelihood(f, x, 0.0, 1.0, method=method, steps=steps, return_se=True,
+                                         **trace_options(self))
             out.append(lp.double() + d * math.log(a_max))
+            ses.append(se.double())
         self.last_nfe_ = nfe
-        return torch.cat(out).cpu().numpy()
+        lp = torch.cat(out).cpu().numpy()
+        return (lp, torch.cat(ses).cpu().numpy()) if return_se else lp
 
     def _no_likelihood_reason(self) -> str:
         return "diffusion scores through its probability-flow ODE"

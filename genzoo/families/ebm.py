@@ -463,12 +463,18 @@ class EBM(TorchGenerativeModel):
         else:
             self.chains_ = self.chain_steps_ = None
 
-    def _log_prob_std(self, Z):
+    def _log_prob_std(self, Z, return_se: bool = False):
+        """-E(z) - log Z; with ``return_se`` also the standard error, that of log Z (shared by every
+        row: zero for the 2-D quadrature, the AIS chains' spread beyond 2-D)."""
         out = []
         with torch.no_grad():
             for a in range(0, len(Z), 65536):
                 out.append(-self.energy(self._tensor(Z[a:a + 65536])).double() - self.log_z_)
-        return torch.cat(out)
+        lp = torch.cat(out)
+        if not return_se:
+            return lp
+        se = float(getattr(self, "log_z_se_", 0.0) or 0.0)
+        return lp, torch.full_like(lp, se if math.isfinite(se) else 0.0)
 
     # ------------------------------------------------------------------ sampling
     def _sample_std(self, n, y, seed, sampler: str | None = None, steps: int | None = None,

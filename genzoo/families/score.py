@@ -452,7 +452,7 @@ class ScoreModel(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ likelihood
     def _log_prob_std(self, Z, y: np.ndarray | None = None, method: str | None = None, steps: int = 48,
-                      batch: int = 10000):
+                      batch: int = 10000, return_se: bool = False):
         """log p(z | y) by the instantaneous change of variables along the PF-ODE (``y``: class
         indices, None for the unconditional field)."""
         yt = self._labels(y)
@@ -462,16 +462,17 @@ class ScoreModel(TorchGenerativeModel):
         def prior(x: torch.Tensor) -> torch.Tensor:
             return -0.5 * (x * x).sum(1) / var - 0.5 * d * math.log(2 * math.pi * var)
 
-        out, nfe = [], 0
+        out, ses, nfe = [], [], 0
         for a in range(0, len(Z), int(batch)):
             f = self._ode_field(self.score_fn(None if yt is None else yt[a:a + int(batch)], 1.0)[0])
-            lp, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), math.log(self.sigma_min),
+            lp, se, nfe = log_likelihood(f, self._tensor(Z[a:a + int(batch)]), math.log(self.sigma_min),
                                      math.log(self.sigma_max), prior, method=method or self.likelihood_method,
                                      steps=int(steps), rtol=float(self.rtol), atol=float(self.atol),
-                                     **trace_options(self))
+                                     return_se=True, **trace_options(self))
             out.append(lp.double())
+            ses.append(se.double())
         self.last_likelihood_nfe_ = nfe
-        return torch.cat(out)
+        return (torch.cat(out), torch.cat(ses)) if return_se else torch.cat(out)
 
     # ------------------------------------------------------------------ imputation
     def _impute_std(self, Z, miss, seed, steps: int | None = None, resample: int | None = None):

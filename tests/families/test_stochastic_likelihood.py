@@ -38,9 +38,15 @@ def test_wide_data_gives_a_seeded_estimate(family, wide_data):
     assert np.isfinite(a).all()
     np.testing.assert_array_equal(m.score_samples(X, steps=8), a)  # the same rows: the same numbers
     np.testing.assert_allclose(m.score_samples(X[[20, 2, 9]], steps=8), a[[20, 2, 9]], rtol=0, atol=1e-4)
+    if family in ("diffusion", "score"):  # the standard error of the estimate, where asked
+        lp, se = m.score_samples(X, steps=8, return_se=True)
+        np.testing.assert_array_equal(lp, a)
+        assert se.shape == a.shape and np.isfinite(se).all() and (se > 0).all()
 
 
 @pytest.mark.parametrize("family", ODE_FAMILIES)
 def test_low_dimension_stays_exact(family, ring_small):
     m = _tiny(family, ring_small[:200])
     assert m.likelihood_kind == "exact"
+    lp, se = m.score_samples(ring_small[:10], return_se=True)
+    assert np.isfinite(lp).all() and (se == 0).all()  # an exact number has no standard error
