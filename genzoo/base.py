@@ -1,9 +1,10 @@
 """The estimator template every family fills in.
 
 A family is a network (``nn.Module``, no loss inside), an objective (``_loss``, a few
-lines) and a sampler (``_sample_std``). Everything else -- input checks, standardisation
-and its Jacobian, the training loop with validation and early stopping, labels,
-determinism, imputation, save/load -- lives here once.
+lines) and a sampler (``_sample_std``). Everything else -- input checks, hyperparameter
+validation, standardisation and its Jacobian, labels and the label-free marginal,
+determinism, imputation, save/load -- lives here once; the training loop (explicit phases)
+and the weight average live in ``genzoo.training``.
 
 Internally every family works on standardised data ``z = (x - loc_) / scale_``; densities
 are mapped back with ``log p(x) = log p(z) - sum(log scale_)`` so users get nats in
@@ -337,7 +338,7 @@ class GenerativeModel(BaseEstimator):
 
     # state to save beside the weights; families with more fitted state extend these
     def _get_meta(self) -> dict:
-        keys = ["n_features_in_", "loc_", "scale_", "z_lo_", "z_hi_", "classes_", "class_prior_",
+        keys = ["n_features_in_", "loc_", "scale_", "z_lo_", "z_hi_", "classes_", "class_prior_", "phases_",
                 "history_", "device_", "n_classes_"]
         return {k: getattr(self, k) for k in keys if hasattr(self, k)}
 

@@ -101,7 +101,7 @@ from genzoo.training import EMA, Phase, descend, train
 
 def level_grid(n_levels: int, eps: float = 1e-3) -> torch.Tensor:
     """``n_levels + 1`` times ``s_0 = 0 < ... < s_N = 1``, geometric in ``1 - s`` towards the data."""
-    u = torch.linspace(0.0, 1.0, int(n_levels) + 1, dtype=torch.float64)
+    u = torch.linspace(0.0, 1.0, int(n_levels) + 1, dtype=torch.float64, device="cpu")  # a host-side table
     return ((1 - eps ** u) / (1 - eps)).float()
 
 
@@ -628,10 +628,10 @@ class Consistency(TorchGenerativeModel):
 
     def _set_meta(self, meta: dict) -> None:
         meta = dict(meta)
-        self.levels_ = torch.tensor(meta.pop("levels_"), dtype=torch.float32)
+        self.levels_ = torch.tensor(meta.pop("levels_"), dtype=torch.float32, device="cpu")  # host-side tables
         al, si = meta.pop("alpha_"), meta.pop("sigma_")
-        self.alpha_ = None if al is None else torch.tensor(al)
-        self.sigma_ = None if si is None else torch.tensor(si)
+        self.alpha_ = None if al is None else torch.tensor(al, dtype=torch.float32, device="cpu")
+        self.sigma_ = None if si is None else torch.tensor(si, dtype=torch.float32, device="cpu")
         self.to_student_ = tuple(np.asarray(v, dtype=np.float64) for v in meta.pop("to_student_"))
         super()._set_meta(meta)
 

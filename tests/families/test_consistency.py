@@ -22,7 +22,8 @@ def test_student_starts_from_the_internal_teacher():
     t = m._tensor(np.full(20, 0.5))
     np.testing.assert_allclose(m.module_(x, t, None, ema=True).detach().numpy(),
                                m._teacher_net(x, t, None).detach().numpy(), atol=1e-4)
-    assert m._student_init is None and m._teacher_module is None
+    assert m._teacher_module is None  # the fitted model keeps no reference to the internal teacher
+    assert [p["name"] for p in m.phases_] == ["teacher", "cd"]
 
 
 def test_fourier_features_are_an_option():
