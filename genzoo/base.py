@@ -628,7 +628,9 @@ def row_keyed_normal(Z: np.ndarray, per_row: int, seed: int = 0) -> np.ndarray:
     number whichever batch it is scored in, and two calls the same numbers. Counter-based:
     splitmix64 of (row hash, draw index), then Box-Muller.
     """
-    Z = np.ascontiguousarray(np.asarray(Z, dtype=np.float64))
+    # keyed on the row rounded to 6 decimals (standardised units), so float noise in how the row
+    # was computed (units, shifts) does not change its draws
+    Z = np.ascontiguousarray(np.round(np.asarray(Z, dtype=np.float64), 6) + 0.0)
     words = Z.view(np.uint64).reshape(len(Z), -1)
     with np.errstate(over="ignore"):
         key = np.full(len(Z), np.uint64(seed & (2**64 - 1)) ^ np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
