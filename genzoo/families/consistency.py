@@ -259,22 +259,7 @@ class Consistency(TorchGenerativeModel):
         Steps of the multistep imputation loop.
     max_steps : int, default=3000
         Training steps of the student (a step budget: the ``genzoo compare`` presets scale it).
-    batch_size : int, default=256
-        Rows per optimiser step.
-    lr : float, default=2e-3
-        Adam learning rate.
-    validation_fraction : float, default=0.1
-        Share of the rows held out to keep the best checkpoint and to stop early.
-    early_stopping : bool, default=True
-        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
-    patience : int, default=8
-        Validation checks without improvement before early stopping.
-    random_state : int or None, default=None
-        Seed of the weights, batches and noise (same seed, same machine: same samples).
-    device : str, default='auto'
-        Torch device; ``'auto'`` = CUDA when available, else CPU.
-    verbose : int, default=1
-        0 = silent, 1 = a progress bar while fitting.
+    {shared_parameters}
 
     Examples
     --------

@@ -125,29 +125,12 @@ class Flow(TorchGenerativeModel):
         Conditioner inputs also as sin/cos(2^k x), k < fourier (0 = off).
     label_dim : int, default=16
         Size of the label embedding (used only when fitted with ``y``).
-    max_steps : int, default=1000
-        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
-    batch_size : int, default=1024
-        Rows per optimiser step.
-    lr : float, default=1e-3
-        Adam learning rate.
+    {shared_parameters}
     weight_decay : float, default=0.0
         AdamW weight decay.
     ema_decay : float, default=0.995
         Decay of the weights' moving average; at each check the better of raw and averaged weights is
         kept.
-    validation_fraction : float, default=0.1
-        Share of the rows held out to keep the best checkpoint and to stop early.
-    early_stopping : bool, default=True
-        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
-    patience : int, default=6
-        Validation checks without improvement before early stopping.
-    random_state : int or None, default=None
-        Seed of the weights, batches and noise (same seed, same machine: same samples).
-    device : str, default='auto'
-        Torch device; ``'auto'`` = CUDA when available, else CPU.
-    verbose : int, default=1
-        0 = silent, 1 = a progress bar while fitting.
 
     Examples
     --------

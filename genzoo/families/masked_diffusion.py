@@ -111,24 +111,7 @@ class MaskedDiffusion(TorchGenerativeModel):
         Enumerate every masked subset for the ELBO up to this many dimensions.
     n_mc : int, default=64
         Monte-Carlo mask draws per row of the ELBO beyond ``exact_max_dim``.
-    max_steps : int, default=4000
-        Optimiser steps (a step budget: the ``genzoo compare`` presets scale it).
-    batch_size : int, default=256
-        Rows per optimiser step.
-    lr : float, default=2e-3
-        Adam learning rate.
-    validation_fraction : float, default=0.1
-        Share of the rows held out to keep the best checkpoint and to stop early.
-    early_stopping : bool, default=True
-        Stop once the validation loss has not improved for ``patience`` checks (one per 250 steps).
-    patience : int, default=6
-        Validation checks without improvement before early stopping.
-    random_state : int or None, default=None
-        Seed of the weights, batches and noise (same seed, same machine: same samples).
-    device : str, default='auto'
-        Torch device; ``'auto'`` = CUDA when available, else CPU.
-    verbose : int, default=1
-        0 = silent, 1 = a progress bar while fitting.
+    {shared_parameters}
 
     Examples
     --------
@@ -200,7 +183,7 @@ class MaskedDiffusion(TorchGenerativeModel):
     def _logits(self, tokens: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
         """Log-probabilities (B, D, n_bins) given labels ``y`` (None: the null label), with guidance
         ``g`` mixing the log-probabilities as ``uncond + g (cond - uncond)`` and renormalising."""
-        null = self.n_classes_ if self.n_classes_ else None
+        null = getattr(self, "n_classes_", 0) or None
         fn, _ = guided(lambda t, yy: F.log_softmax(self.module_(t, yy), -1), y, guidance, null)
         lp = fn(tokens)
         return lp if (y is None or guidance in (0, 1)) else F.log_softmax(lp, -1)

@@ -170,6 +170,8 @@ def test_impute_keeps_observed_and_fills_from_the_conditional(fitted):
 def test_guidance_and_labels():
     X, k = lattice(2000, 1)
     m = gz.make("masked_diffusion", n_bins=48, hidden=64, max_steps=300, random_state=0, verbose=0).fit(X, k)
-    S = m.sample(500, y=4, random_state=0, guidance=1.0)
+    S = m.sample(500, y=4, random_state=0, guidance=2.0)
     assert m.last_nfe_ == 4  # two reveals, each with a conditional and an unconditional pass
+    m.sample(10, y=4, random_state=0, guidance=1.0)
+    assert m.last_nfe_ == 2  # g = 1 is the plain conditional model: one pass per reveal
     assert np.mean(np.linalg.norm(S - CENTERS[4], axis=1) < 0.2) > 0.9
