@@ -447,8 +447,9 @@ class TorchGenerativeModel(GenerativeModel):
         self._prepare(Z_train)
 
     def _training_ema(self) -> EMA | None:
-        """The weight average the loop updates after every step (None: the family keeps none)."""
-        return None
+        """The weight average the loop updates after every step: the network's own ``ema`` where
+        it keeps one (its averaged weights are buffers, not parameters), else None."""
+        return getattr(self.module_, "ema", None)
 
     def _default_phase(self, name: str = "fit", **changes) -> Phase:
         """The family's default training phase from its hyperparameters; ``changes`` replace fields."""

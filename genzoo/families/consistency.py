@@ -96,7 +96,7 @@ from genzoo.params import (
 )
 from genzoo.registry import register
 from genzoo.samplers.ode import ProbabilityFlow, integrate
-from genzoo.training import EMA, Phase, descend, train
+from genzoo.training import Phase, descend, train
 
 
 def level_grid(n_levels: int, eps: float = 1e-3) -> torch.Tensor:
@@ -346,12 +346,6 @@ class Consistency(TorchGenerativeModel):
             student.ema.copy_to_source()
             self.module_ = student.to(torch.device(self.device_))
         return setup
-
-    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
-
-    def _training_ema(self) -> EMA:
-        return self.module_.ema
 
     def _consistency_fn(self, net, x: torch.Tensor, s: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """``F(x, s) = x + (1 - s) u(x, s)``: exactly the identity at the data end ``s = 1``."""

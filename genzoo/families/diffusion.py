@@ -242,12 +242,6 @@ class Diffusion(TorchGenerativeModel):
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
                         ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
-
-    def _training_ema(self) -> EMA:
-        return self.module_.ema
-
     def _target(self, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return {"v": a * eps - s * z, "eps": eps, "x0": z}[self.parameterization]
 

@@ -80,7 +80,6 @@ from genzoo.samplers.ode import (
     log_time,
     trace_options,
 )
-from genzoo.training import EMA
 
 
 @register("flow_matching")
@@ -216,12 +215,6 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                                           fourier_features=int(self.fourier_features),
                                           fourier_scale=float(self.fourier_scale)),
                              ema_decay=float(self.ema_decay))
-
-    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
-
-    def _training_ema(self) -> EMA:
-        return self.module_.ema
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Conditional flow matching on the linear path: independent noise and the stable target, or minibatch OT."""

@@ -247,9 +247,6 @@ class GAN(TorchGenerativeModel):
                 torch.optim.Adam(net.discriminator.parameters(), lr=lr * float(self.d_lr_ratio),
                                  betas=betas)]
 
-    def _training_ema(self) -> EMA:
-        return self.module_.ema
-
     # ------------------------------------------------------------------ the game
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None,
                 r1_weight: float = 0.0) -> torch.Tensor:

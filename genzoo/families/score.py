@@ -286,12 +286,6 @@ class ScoreModel(TorchGenerativeModel):
                         time_dim=int(self.time_dim), fourier_damping=bool(self.fourier_damping),
                         ema_decay=float(self.ema_decay))
 
-    def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.module_.net.parameters(), lr=lr)]
-
-    def _training_ema(self) -> EMA:
-        return self.module_.ema
-
     def _sigmas(self, u: torch.Tensor) -> torch.Tensor:
         """Noise levels log-uniform on [sigma_min, sigma_max] for ``u`` uniform on [0, 1]."""
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)

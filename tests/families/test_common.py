@@ -32,6 +32,13 @@ def fitted(family: str, which: str = "ring"):
     return _CACHE[key]
 
 
+class LabelledFits(dict):
+    """``fits[family]``: the small labelled gaussians8 fit cached by :func:`fitted`, for other modules."""
+
+    def __missing__(self, family):
+        return fitted(family, "labels")
+
+
 def test_core_families_and_baselines_registered():
     assert {"vae", "gan", "flow", "diffusion", "autoregressive", "gmm", "kde"} <= set(FAMILIES)
 

@@ -9,20 +9,15 @@ import pytest
 from scipy.special import logsumexp
 
 import genzoo as gz
-from tests.families.test_common import fitted
+from tests.families.test_common import LabelledFits
 
 SCORED = [f for f in gz.families()
           if {"log_prob", "conditional"} <= set(gz.make(f).capabilities)]
 
 
-class _Fitted(dict):
-    def __missing__(self, family):  # the small labelled fits test_common caches, shared
-        return fitted(family, "labels")
-
-
 @pytest.fixture(scope="module")
 def labelled_models():
-    return _Fitted()
+    return LabelledFits()
 
 
 @pytest.mark.parametrize("family", SCORED)

@@ -8,7 +8,7 @@ import torch
 
 import genzoo as gz
 from genzoo.objectives.guidance import drop_labels, guided, mix_guidance
-from tests.families.test_common import fitted
+from tests.families.test_common import LabelledFits
 
 GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params()]
 
@@ -50,14 +50,9 @@ def test_drop_labels_share():
     assert drop_labels(y, 0.0, null=9) is y and drop_labels(None, 0.5, null=9) is None
 
 
-class _Fitted(dict):
-    def __missing__(self, family):  # the small labelled fits test_common caches, shared
-        return fitted(family, "labels")
-
-
 @pytest.fixture(scope="module")
 def guided_models():
-    return _Fitted()
+    return LabelledFits()
 
 
 @pytest.mark.parametrize("family", GUIDED)
