@@ -170,7 +170,7 @@ class Autoregressive(TorchGenerativeModel):
                  min_scale: float = 1e-3, hidden: int = 128, layers: int = 3, label_dim: int = 16,
                  max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.n_components = n_components
         self.component = component
         self.min_scale = min_scale

@@ -295,7 +295,7 @@ class Consistency(TorchGenerativeModel):
                  sample_steps: int = 4, sample_times: tuple[float, ...] = (0.0, 0.8, 0.9, 0.95),
                  impute_steps: int = 20, max_steps: int = 3000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.teacher = teacher
         self.objective = objective
         self.n_levels = n_levels

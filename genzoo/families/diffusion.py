@@ -197,7 +197,7 @@ class Diffusion(TorchGenerativeModel):
                  likelihood_steps: int = 32, likelihood_method: str = "rk4",
                  max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.schedule = schedule
         self.log_snr_min = log_snr_min
         self.log_snr_max = log_snr_max

@@ -192,7 +192,7 @@ class EBM(TorchGenerativeModel):
                  sample_steps: int = 200, quad_points: int = 512, ais_steps: int = 400, ais_chains: int = 1024,
                  max_steps: int = 3000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 6,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.objective = objective
         self.hidden = hidden
         self.layers = layers

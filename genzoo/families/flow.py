@@ -159,7 +159,7 @@ class Flow(TorchGenerativeModel):
                  batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 0.0, ema_decay: float = 0.995,
                  validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 6, random_state=None, device: str = "auto",
-                 verbose: int = 1):
+                 verbose: int = 0):
         self.coupling = coupling
         self.n_layers = n_layers
         self.hidden = hidden

@@ -175,7 +175,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                  atol: float = 1e-5, impute_method: str = "auto", impute_steps: int = 50, resample: int = 10,
                  max_steps: int = 6000, batch_size: int = 512, lr: float = 4e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = False, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.coupling = coupling
         self.hidden = hidden
         self.layers = layers

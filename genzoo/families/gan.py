@@ -194,7 +194,7 @@ class GAN(TorchGenerativeModel):
                  impute_steps: int = 200, impute_tol: float = 0.02, max_steps: int = 4000,
                  batch_size: int = 256, lr: float = 5e-3, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, random_state=None, device: str = "auto",
-                 verbose: int = 1):
+                 verbose: int = 0):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.layers = layers

@@ -136,7 +136,7 @@ class MaskedDiffusion(TorchGenerativeModel):
                  label_dropout: float = 0.1, guidance: float = 1.0, exact_max_dim: int = 8,
                  n_mc: int = 64, max_steps: int = 4000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 6,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.n_bins = n_bins
         self.hidden = hidden
         self.layers = layers

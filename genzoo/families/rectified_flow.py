@@ -191,7 +191,7 @@ class RectifiedFlow(FlowMatching):
                  impute_method: str = "auto", impute_steps: int = 50, resample: int = 10,
                  max_steps: int = 9000, batch_size: int = 512, lr: float = 4e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = False, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.n_reflow = n_reflow
         self.coupling = coupling
         self.stable_target = stable_target

@@ -242,7 +242,7 @@ class ScoreModel(TorchGenerativeModel):
                  impute_steps: int = 100, resample: int = 10, max_steps: int = 4000, batch_size: int = 512,
                  lr: float = 3e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
-                 random_state=None, device: str = "auto", verbose: int = 1):
+                 random_state=None, device: str = "auto", verbose: int = 0):
         self.sde = sde
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max

@@ -134,7 +134,7 @@ class VAE(TorchGenerativeModel):
                  kl_warmup: float = 0.2, iw_samples: int = 1, impute_proposals: int = 1000,
                  impute_steps: int = 50, max_steps: int = 10_000, batch_size: int = 256,
                  lr: float = 2e-3, validation_fraction: float = 0.1, early_stopping: bool = True,
-                 patience: int = 10, random_state=None, device: str = "auto", verbose: int = 1):
+                 patience: int = 10, random_state=None, device: str = "auto", verbose: int = 0):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.layers = layers
