@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import zipfile
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,25 +27,41 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from genzoo.errors import UnsupportedError
-from genzoo.training import EMA, Phase, PhaseRecord, descend, train
+from genzoo.datasets.spec import DataSpec, frame_to_array, is_frame
+from genzoo.errors import UnsupportedError, did_you_mean
+from genzoo.training import EMA, Phase, PhaseRecord, Progress, descend, train
 
 FORMAT = "genzoo-model"
 #: terminal line of the training progress bar (set per worker when runs go side by side)
 PROGRESS_POSITION: int | None = None
-FORMAT_VERSION = 1
+#: checkpoint format: 1 = zip of meta.json + arrays.safetensors; 2 adds the data spec (``spec_``) and
+#: the training device (``fit_device_``) to the state. Every version up to this one loads.
+FORMAT_VERSION = 2
+
+logger = logging.getLogger("genzoo")
 
 
 # ----------------------------------------------------------------------------- input checks
 def check_array(X: Any, name: str = "X", *, allow_nan: bool = False, dim: int | None = None,
-                min_rows: int = 1) -> np.ndarray:
-    """Return ``X`` as a finite 2-D float64 array or raise a ValueError naming the problem."""
+                min_rows: int = 1, spec: DataSpec | None = None) -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 array or raise a ValueError naming the problem.
+
+    A pandas DataFrame is read column by column (a column that is not numeric is named); with
+    ``spec`` (a fitted model's) its columns are first matched to the model's by name.
+    """
     if X is None:
         raise ValueError(f"{name} is None; expected a 2-D array of shape (n_samples, n_features)")
-    try:
-        arr = np.asarray(X)
-    except Exception as e:  # ragged nested lists
-        raise ValueError(f"{name} could not be read as an array ({e})") from None
+    columns = None
+    if is_frame(X):
+        if spec is not None:
+            X = spec.select(X, name)
+        columns = [str(c) for c in X.columns]
+        arr = frame_to_array(X, name)
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as e:  # ragged nested lists
+            raise ValueError(f"{name} could not be read as an array ({e})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
@@ -54,15 +72,29 @@ def check_array(X: Any, name: str = "X", *, allow_nan: bool = False, dim: int | 
     if arr.shape[0] < min_rows or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); need at least {min_rows} row(s) and 1 column")
     arr = arr.astype(np.float64, copy=False)
-    if np.isinf(arr).any():
-        raise ValueError(f"{name} contains {int(np.isinf(arr).sum())} infinite value(s)")
-    if not allow_nan and np.isnan(arr).any():
-        rows = np.flatnonzero(np.isnan(arr).any(1))
-        raise ValueError(f"{name} contains NaN in {len(rows)} row(s) (first: row {rows[0]}); "
-                         "use impute() to fill missing values")
+
+    def where(mask: np.ndarray) -> str:
+        i, j = np.argwhere(mask)[0]
+        return f"first: row {i}, column {columns[j]!r}" if columns else f"first: row {i}, column {j}"
+
+    inf = np.isinf(arr)
+    if inf.any():
+        raise ValueError(f"{name} contains {int(inf.sum())} infinite value(s) ({where(inf)})")
+    if not allow_nan:
+        nan = np.isnan(arr)
+        if nan.any():
+            raise ValueError(f"{name} contains NaN in {int(nan.any(1).sum())} row(s) ({where(nan)}); "
+                             "use impute() to fill missing values")
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name} has {arr.shape[1]} feature(s) but the model was fitted on {dim}")
     return arr
+
+
+def check_nfe(nfe: Any) -> int:
+    """A budget of network evaluations per sample: a positive integer."""
+    if isinstance(nfe, (bool, np.bool_)) or not isinstance(nfe, (int, np.integer)) or nfe < 1:
+        raise ValueError(f"nfe must be a positive integer (network evaluations per sample); got {nfe!r}")
+    return int(nfe)
 
 
 def check_n_samples(n: Any) -> int:
@@ -134,31 +166,57 @@ class GenerativeModel(BaseEstimator):
         return self._capabilities
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y=None):
-        """Learn p(x) (or p(x | y) when labels are given) from the rows of ``X``; returns self."""
+    def fit(self, X, y=None, *, progress: Callable[[Progress], None] | None = None):
+        """Learn p(x) (or p(x | y) when labels are given) from the rows of ``X``; returns self.
+
+        ``X``: an array, or a DataFrame of numeric columns (then ``feature_names_in_`` is set and
+        ``sample`` / ``impute`` answer in DataFrames with the same columns). ``progress``: called
+        with a :class:`genzoo.training.Progress` every 50 training steps and at the end of each
+        phase (families trained by gradient descent).
+        """
         from genzoo.params import validate_params
 
         validate_params(self)  # the declared hyperparameter constraints, before any other work
+        X_in = X
         X = check_array(X, "X", min_rows=2)
         y_idx = self._encode_fit_labels(y, len(X))
+        self.spec_ = DataSpec.infer(X_in, X.shape[1])
+        if self.spec_.frame:
+            self.feature_names_in_ = np.asarray(self.spec_.names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):  # refitted on an array: no names (scikit-learn's rule)
+            del self.feature_names_in_
         self.n_features_in_ = X.shape[1]
         self.loc_ = X.mean(0)
         scale = X.std(0)
         self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.loc_)), scale, 1.0)
         Z = (X - self.loc_) / self.scale_
         self.z_lo_, self.z_hi_ = Z.min(0), Z.max(0)
-        self.device_ = str(resolve_device(getattr(self, "device", "cpu")))
+        self.device_ = self.fit_device_ = str(resolve_device(getattr(self, "device", "cpu")))
         self.history_ = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
-        self._fit_std(Z, y_idx, seed_from(getattr(self, "random_state", None)))
+        self._progress = progress  # read by _default_phase; not a hyperparameter, gone after fit
+        try:
+            self._fit_std(Z, y_idx, seed_from(getattr(self, "random_state", None)))
+        finally:
+            del self._progress
         self.last_nfe_ = None
+        logger.info("fitted %s on %d rows x %d columns", self.family, X.shape[0], X.shape[1])
         return self
 
-    def sample(self, n_samples: int, y=None, random_state=None, **opts) -> np.ndarray:
+    def sample(self, n_samples: int, y=None, random_state=None, nfe: int | None = None, **opts):
         """Draw ``n_samples`` rows; ``y`` (scalar or one label per row) asks for those classes.
 
         A model fitted with labels but asked for none draws its marginal: labels from the
-        training class frequencies, then rows from p(x | y).
+        training class frequencies, then rows from p(x | y). An (n, d) array, or a DataFrame
+        with the training columns when the model was fitted on one.
+
+        ``nfe=K`` asks for at most K network evaluations per sample: an iterative family picks
+        its best sampler for that budget (a few-step ODE solver, fewer steps), a one-pass family
+        checks that its pass fits; ``last_nfe_`` reports what was spent.
         """
+        return self._spec().output(self._sample_array(n_samples, y, random_state, nfe=nfe, **opts))
+
+    def _sample_array(self, n_samples: int, y=None, random_state=None, nfe: int | None = None,
+                      **opts) -> np.ndarray:
         self._check_fitted()
         n = check_n_samples(n_samples)
         y_idx = self._encode_sample_labels(y, n)
@@ -167,10 +225,34 @@ class GenerativeModel(BaseEstimator):
             # a model fitted with labels samples its marginal: y ~ class prior, then x ~ p(x | y)
             y_idx = np.random.default_rng(seed).choice(len(self.classes_), size=n, p=self.class_prior_)
         _check_options(self._sample_std, opts, "sample", ("n", "y", "seed"))
+        if nfe is not None:
+            nfe = check_nfe(nfe)
+            opts = self._nfe_options(nfe, y_idx is not None, opts)
         with torch.no_grad():
             Z = self._sample_std(n, y_idx, seed, **opts)
+        spent = getattr(self, "last_nfe_", None)
+        if nfe is not None and spent is not None and spent > nfe:
+            raise ValueError(f"{self.family} spends {spent:g} network evaluations per sample with these options; "
+                             f"nfe={nfe} is below that")
         Z = _to_numpy(Z)
         return Z * self.scale_ + self.loc_
+
+    def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
+        """Sampling options that spend at most ``nfe`` network evaluations per sample.
+
+        Iterative families override this to choose a sampler and its steps for the budget
+        (``labelled``: labels are in play, so guidance may double the cost of a step); the
+        default keeps the family's one sampler, whose cost ``sample`` then checks.
+        """
+        return opts
+
+    @staticmethod
+    def _without_budget_options(opts: dict, *keys: str) -> dict:
+        """``opts``, refusing the options that ``nfe`` sets itself (one way to ask for a budget)."""
+        clash = sorted(k for k in keys if k in opts)
+        if clash:
+            raise ValueError(f"sample: nfe= chooses {', '.join(keys)} itself; give nfe or {', '.join(clash)}, not both")
+        return dict(opts)
 
     def sample_path(self, n_samples: int, y=None, random_state=None, n_frames: int = 5, **opts) -> np.ndarray:
         """Intermediate states of an iterative sampler, ``(n_frames, n, d)``, noise first, samples last.
@@ -206,7 +288,7 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         if "log_prob" not in self.capabilities:
             raise UnsupportedError(self._no_likelihood_reason())
-        X = check_array(X, "X", dim=self.n_features_in_)
+        X = check_array(X, "X", dim=self.n_features_in_, spec=self._spec())
         Z = (X - self.loc_) / self.scale_
         _check_options(self._log_prob_std, opts, "score_samples", ("Z", "y", "return_se"))
         if null_label:
@@ -263,16 +345,18 @@ class GenerativeModel(BaseEstimator):
         """Mean log-density per row (higher is better), so model selection by likelihood works."""
         return float(np.mean(self.score_samples(X, **opts)))
 
-    def impute(self, X, random_state=None, **opts) -> np.ndarray:
+    def impute(self, X, random_state=None, **opts):
         """Replace NaNs with draws from the model's p(missing | observed); observed values stay.
 
         A row with nothing missing is returned as is; a row with everything missing gets an
-        unconditional sample.
+        unconditional sample. A DataFrame comes back (same index) when ``X`` is one or the model
+        was fitted on one; its columns are matched to the training columns by name.
         """
         self._check_fitted()
         if "impute" not in self.capabilities:
             raise UnsupportedError(f"{self.family} cannot impute missing values")
-        X = check_array(X, "X", allow_nan=True, dim=self.n_features_in_)
+        like = X
+        X = check_array(X, "X", allow_nan=True, dim=self.n_features_in_, spec=self._spec())
         if not _forwards_options(self._impute_std):  # the grid-Gibbs default checks its own
             _check_options(self._impute_std, opts, "impute", ("Z", "miss", "seed"))
         out = X.copy()
@@ -282,31 +366,61 @@ class GenerativeModel(BaseEstimator):
         seed = seed_from(random_state)
         rng = np.random.default_rng(seed)
         if len(rows_all):
-            out[rows_all] = self.sample(len(rows_all), random_state=int(rng.integers(2**62)))
+            out[rows_all] = self._sample_array(len(rows_all), random_state=int(rng.integers(2**62)))
         if len(rows_some):
             Z = (X[rows_some] - self.loc_) / self.scale_
             with torch.no_grad():
                 Zf = _to_numpy(self._impute_std(Z, miss[rows_some], int(rng.integers(2**62)), **opts))
             filled = Zf * self.scale_ + self.loc_
             out[rows_some] = np.where(miss[rows_some], filled, X[rows_some])
-        return out
+        return self._spec().output(out, like)
 
     def save(self, path) -> None:
-        """Write a checkpoint: JSON metadata + safetensors weights in one zip (no pickle)."""
+        """Write a checkpoint, by convention ``model.genzoo``: a zip of JSON metadata (format version,
+        hyperparameters, data spec, fitted state) and safetensors weights; no pickle, nothing to run."""
         self._check_fitted()
+        import os
+
         from safetensors.numpy import save as np_save
 
         arrays = self._get_arrays()
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": self.family,
                 "genzoo_version": _version(), "params": _jsonable(self.get_params()),
                 "state": _jsonable(self._get_meta())}
-        tmp = f"{path}.tmp"
-        import os
+        path = os.fspath(path)
+        tmp = f"{path}.{os.getpid()}.part"  # written whole, then renamed: an old file survives a failure
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("meta.json", json.dumps(meta))
+                zf.writestr("arrays.safetensors", np_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            # name the file the user asked for, not the temporary one
+            raise OSError(e.errno, f"cannot write the model file {path}: {e.strerror or e}") from None
 
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("meta.json", json.dumps(meta))
-            zf.writestr("arrays.safetensors", np_save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
-        os.replace(tmp, path)
+    def to(self, device: str | torch.device):
+        """Move the fitted model (its network and every tensor its checkpoint holds) to ``device``; returns self.
+
+        ``device_`` says where it now computes; ``fit_device_`` keeps where it was trained. The
+        ``device`` hyperparameter (where the next ``fit`` trains) is unchanged.
+        """
+        self._check_fitted()
+        dev = str(resolve_device(device))
+        # the checkpoint's path in memory: what save/load round-trips, rebuilt on the new device
+        state = json.loads(json.dumps(_jsonable(self._get_meta())))
+        state["device_"] = dev
+        arrays = self._get_arrays()
+        self._set_meta(state)
+        self._set_arrays(arrays)
+        self.device_ = dev
+        return self
+
+    def _spec(self) -> DataSpec:
+        """The data spec (a model loaded from a format-1 checkpoint has none: plain columns)."""
+        spec = getattr(self, "spec_", None)
+        return spec if spec is not None else DataSpec.default(self.n_features_in_)
 
     # ------------------------------------------------------------------ hooks for families
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
@@ -339,8 +453,11 @@ class GenerativeModel(BaseEstimator):
     # state to save beside the weights; families with more fitted state extend these
     def _get_meta(self) -> dict:
         keys = ["n_features_in_", "loc_", "scale_", "z_lo_", "z_hi_", "classes_", "class_prior_", "phases_",
-                "history_", "device_", "n_classes_"]
-        return {k: getattr(self, k) for k in keys if hasattr(self, k)}
+                "history_", "device_", "fit_device_", "n_classes_"]
+        meta = {k: getattr(self, k) for k in keys if hasattr(self, k)}
+        if getattr(self, "spec_", None) is not None:
+            meta["spec_"] = self.spec_.to_dict()
+        return meta
 
     def _set_meta(self, meta: dict) -> None:
         for k, v in meta.items():
@@ -348,6 +465,10 @@ class GenerativeModel(BaseEstimator):
                 v = np.asarray(v, dtype=np.float64)
             elif k == "classes_" and v is not None:
                 v = np.asarray(v)
+            elif k == "spec_":
+                v = DataSpec.from_dict(v)
+                if v.frame:
+                    self.feature_names_in_ = np.asarray(v.names, dtype=object)
             setattr(self, k, v)
 
     def _get_arrays(self) -> dict[str, np.ndarray]:
@@ -458,7 +579,7 @@ class TorchGenerativeModel(GenerativeModel):
                       setup=self._setup, ema=self._training_ema,
                       validation_fraction=float(self.validation_fraction or 0.0), eval_every=int(self.eval_every),
                       early_stopping=bool(self.early_stopping), patience=int(self.patience),
-                      verbose=bool(self.verbose))
+                      verbose=bool(self.verbose), progress=getattr(self, "_progress", None))
         return dataclasses.replace(phase, **changes) if changes else phase
 
     def _record_phase(self, record: PhaseRecord, *, accumulate_steps: bool = False) -> PhaseRecord:
@@ -505,69 +626,23 @@ class TorchGenerativeModel(GenerativeModel):
 
 
 # ----------------------------------------------------------------------------- imputation by density
-def grid_gibbs_impute(log_prob, Z: np.ndarray, miss: np.ndarray, seed: int, *, lo, hi, init=None,
-                      grid: int = 1024, sweeps: int = 30, chunk: int = 400_000) -> np.ndarray:
-    """Fill ``miss`` entries of ``Z`` by Gibbs sweeps; each coordinate drawn by grid inverse-CDF.
-
-    ``log_prob`` maps an (m, d) array to (m,) log-densities. The grid spans the training
-    range of that coordinate padded by 25% on each side. Exact (to the grid) when a row
-    misses one coordinate; a Markov chain of ``sweeps`` sweeps when it misses more.
-    """
-    rng = np.random.default_rng(seed)
-    Z = Z.copy()
-    n, d = Z.shape
-    if init is not None:
-        start = init(n, int(rng.integers(2**62)))
-        Z[miss] = start[miss]
-    else:
-        Z[miss] = 0.0
-    lo, hi = np.asarray(lo), np.asarray(hi)
-    n_sweeps = np.where(miss.sum(1) > 1, sweeps, 1)
-    for s in range(int(n_sweeps.max())):
-        for j in range(d):
-            rows = np.flatnonzero(miss[:, j] & (n_sweeps > s))
-            if not len(rows):
-                continue
-            pad = 0.25 * (hi[j] - lo[j]) + 1e-3
-            g = np.linspace(lo[j] - pad, hi[j] + pad, grid)
-            # rows that agree on every other coordinate share one conditional: compute it once
-            others = Z[rows].copy()
-            others[:, j] = 0.0
-            uniq, inverse = np.unique(others, axis=0, return_inverse=True)
-            lp = np.empty((len(uniq), grid))
-            per = max(1, chunk // grid)
-            for a in range(0, len(uniq), per):
-                u = uniq[a:a + per]
-                P = np.repeat(u, grid, axis=0)
-                P[:, j] = np.tile(g, len(u))
-                lp[a:a + per] = np.asarray(log_prob(P), dtype=np.float64).reshape(len(u), grid)
-            Z[rows, j] = _inverse_cdf_rows(g, lp[inverse.ravel()], rng)
-    return Z
-
-
-def _inverse_cdf_rows(g: np.ndarray, lp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row from the piecewise-constant density exp(lp) on cells centred at ``g``."""
-    lp = np.where(np.isfinite(lp), lp, -np.inf)
-    m = lp.max(1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    w = np.exp(lp - m)
-    w[~np.isfinite(w)] = 0
-    tot = w.sum(1, keepdims=True)
-    w = np.where(tot > 0, w / np.where(tot > 0, tot, 1), 1.0 / w.shape[1])
-    cdf = np.cumsum(w, 1)
-    u = rng.random(len(lp))[:, None]
-    k = np.minimum((cdf < u).sum(1), len(g) - 1)
-    h = g[1] - g[0]
-    return g[k] + (rng.random(len(lp)) - 0.5) * h
+# the shared sampler lives in genzoo.samplers.conditional; re-exported here for the families
+from genzoo.samplers.conditional import grid_gibbs_impute  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- load
-def load(path) -> GenerativeModel:
-    """Load a model written by ``save``. Reads JSON and raw arrays only: no code runs from the file."""
+def load(path, device: str | torch.device | None = None) -> GenerativeModel:
+    """Load a model written by ``save`` (any file name; format 1 and 2). Reads JSON and raw arrays
+    only: no code runs from the file.
+
+    ``device``: where the loaded model computes ('cpu', 'cuda', 'cuda:1', 'auto'); by default the
+    device it was saved on where that exists here, else the CPU.
+    """
     from safetensors.numpy import load as np_load
 
     from genzoo.registry import family_class
 
+    dev = None if device is None else str(resolve_device(device))
     try:
         with zipfile.ZipFile(path) as zf:
             meta = json.loads(zf.read("meta.json"))
@@ -587,7 +662,11 @@ def load(path) -> GenerativeModel:
         params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
                   for k, v in meta["params"].items()}
         model = cls(**params)
-        model._set_meta(meta["state"])
+        state = dict(meta["state"])
+        state.setdefault("fit_device_", state.get("device_", "cpu"))  # format 1 did not keep it apart
+        if dev is not None:
+            state["device_"] = dev
+        model._set_meta(state)
         model._set_arrays(np_load(raw) if raw else {})
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
         raise ValueError(f"{path} is a damaged {meta.get('family')} checkpoint ({str(e)[:120]})") from None
@@ -619,7 +698,8 @@ def _check_options(hook, opts: dict, what: str, positional: tuple[str, ...]) -> 
     unknown = sorted(set(opts) - set(valid))
     if unknown:
         kind = "sampling" if what == "sample" else "scoring" if what == "score_samples" else what
-        raise ValueError(f"{what}: unknown {kind} option(s) {unknown}; valid options: {', '.join(valid) or 'none'}")
+        raise ValueError(f"{what}: unknown {kind} option(s) {unknown}{did_you_mean(unknown[0], valid) or ';'} "
+                         f"valid options: {', '.join(valid) or 'none'}")
 
 
 def row_keyed_normal(Z: np.ndarray, per_row: int, seed: int = 0) -> np.ndarray:
@@ -679,12 +759,9 @@ def _jsonable(obj):
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from genzoo import __version__
 
-        return version("genzoo")
-    except Exception:  # not installed (running from a checkout)
-        return "0+unknown"
+    return __version__
 
 
 __all__ = ["GenerativeModel", "TorchGenerativeModel", "check_array", "load", "grid_gibbs_impute", "row_keyed_normal",

@@ -1,6 +1,8 @@
 """The ``genzoo`` command line: compare, train, sample, score, impute, list.
 
-Every user error becomes one line on stderr and a non-zero exit, never a traceback.
+Results go to stdout; progress bars, warnings and errors to stderr. Every error is one line on
+stderr and a non-zero exit, never a traceback (``--debug`` prints it). Misspelt commands,
+options, families, datasets and hyperparameters get a did-you-mean suggestion.
 """
 
 from __future__ import annotations
@@ -8,12 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+#: files the CLI writes (an extension-less name, or .txt, is written as CSV)
+TABLE_EXTS = (".csv", ".npy", ".parquet")
 
 
+def _did_you_mean(word: str, choices) -> str:
+    from genzoo.errors import did_you_mean
+
+    return did_you_mean(word, choices)
+
+
+# ----------------------------------------------------------------------------- arguments
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -24,48 +36,108 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _value(text: str):
+    """A ``--set`` value: JSON where it parses (numbers, true, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _hyperparameters(pairs: list[str] | None) -> dict:
-    """``--set key=value`` pairs; values parsed as JSON where they parse (numbers, true, null)."""
+    """``--set key=value`` pairs (train, sample)."""
     out = {}
     for p in pairs or []:
         if "=" not in p:
             raise ValueError(f"--set expects key=value, got {p!r}")
         k, v = p.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
+        out[k.strip()] = _value(v)
     return out
 
 
-def _load_data(spec: str, n: int, seed: int):
-    """A built-in dataset name (sampled) or a path to a .csv/.npy/.parquet file."""
+def _family_hyperparameters(pairs: list[str] | None) -> dict[str, dict]:
+    """``--set family.key=value`` pairs (compare) -> ``{family: {key: value}}``; names are checked by compare."""
+    out: dict[str, dict] = {}
+    for p in pairs or []:
+        lhs, eq, v = p.partition("=")
+        fam, dot, key = lhs.strip().partition(".")
+        if not eq or not dot or not fam or not key:
+            raise ValueError(f"--set expects family.key=value (e.g. flow.max_steps=500), got {p!r}")
+        out.setdefault(fam, {})[key.strip()] = _value(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+def _check_out(path: str, exts: tuple[str, ...] | None = None) -> None:
+    """Fail now, before any work, if ``--out`` cannot be written (or has an extension we cannot write)."""
+    ext = os.path.splitext(path)[1].lower()
+    if exts is not None and ext not in (*exts, ".txt", ""):
+        raise ValueError(f"cannot write --out {path}: use a {', '.join(exts)} file name")
+    if os.path.isdir(path):
+        raise ValueError(f"--out {path} is a directory; give a file name inside it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write --out {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"cannot write --out {path}: permission denied")
+
+
+def _write_table(path: str, A, columns: list[str]) -> None:
+    """Write rows ``A`` with a header of ``columns``: .csv (also .txt or no extension), .npy or .parquet."""
+    import numpy as np
+    import pandas as pd
+
+    ext = os.path.splitext(path)[1].lower()
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.part")
+    try:  # write whole, then rename: a failed write leaves an old file intact
+        if ext == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(A, dtype=np.float64))
+        elif ext == ".parquet":
+            pd.DataFrame(np.asarray(A, dtype=np.float64), columns=columns).to_parquet(tmp, index=False)
+        else:
+            pd.DataFrame(np.asarray(A, dtype=np.float64), columns=columns).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _read_data(spec: str, n: int | None = None, seed: int | None = None, *, command: str, allow_nan: bool = False):
+    """A built-in dataset name (``n`` points drawn) or a .csv/.npy/.parquet file; a file with named
+    columns comes back as a DataFrame (so the model keeps the names), else as an array."""
+    import numpy as np
+
     import genzoo as gz
 
     if spec in gz.datasets.names():
+        if n is None:
+            raise ValueError(f"{spec!r} is a built-in dataset; {command} needs a data file")
         return gz.datasets.get(spec).sample(n, random_state=seed)
-    if os.path.splitext(spec)[1] or os.path.sep in spec:
-        return gz.datasets.load_file(spec)
-    raise ValueError(f"unknown dataset {spec!r}: not a built-in ({', '.join(gz.datasets.names())}) "
-                     "nor a path to a .csv/.npy/.parquet file")
+    if not (os.path.splitext(spec)[1] or os.path.sep in spec):
+        raise ValueError(f"unknown dataset {spec!r}{_did_you_mean(spec, gz.datasets.names()) or ':'} not a built-in "
+                         f"({', '.join(gz.datasets.names())}) nor a path to a .csv/.npy/.parquet file")
+    X, cols = gz.datasets.load_file(spec, return_columns=True, allow_nan=True)
+    nan = np.isnan(X)
+    if nan.any() and not allow_nan:
+        i, j = np.argwhere(nan)[0]
+        fix = ("fill them first with `genzoo impute MODEL FILE --out filled.csv`" if command == "train"
+               else f"fill them with `genzoo impute MODEL {spec} --out filled.csv`")
+        raise ValueError(f"{spec} has {int(nan.sum())} missing value(s) (first in data row {i + 1}, column "
+                         f"{cols[j]!r}); `genzoo {command}` needs complete rows: drop those rows or {fix}")
+    if cols == [f"x{j}" for j in range(X.shape[1])]:  # no header: columns by position
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=cols)
 
 
-def _write_array(path: str, X, header: list[str] | None = None) -> None:
-    import numpy as np
-
-    X = np.asarray(X)
-    ext = os.path.splitext(path)[1].lower()
-    tmp = path + ".tmp" + ext  # write then rename: a failed write leaves the old file intact
-    if ext == ".npy":
-        np.save(tmp, X)
-    elif ext in (".csv", ".txt", ""):
-        cols = header or [f"x{i}" for i in range(X.shape[1])] if X.ndim == 2 else ["value"]
-        np.savetxt(tmp, X, delimiter=",", header=",".join(cols), comments="", fmt="%.8g")
-    else:
-        raise ValueError(f"cannot write {path!r}: use a .csv or .npy file name")
-    os.replace(tmp, path)
+def _columns(model) -> list[str]:
+    return model._spec().names
 
 
+# ----------------------------------------------------------------------------- commands
 def _cmd_list(args) -> int:
     import genzoo as gz
 
@@ -81,28 +153,65 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _training_lines(model) -> list[str]:
+    """What training did, one line per phase: steps run, validation loss, early stopping."""
+    phases = getattr(model, "phases_", None)
+    if not phases:
+        return ["  closed-form fit (no training steps)"]
+    held_out = bool(getattr(model, "validation_fraction", 0) or 0)
+    what = "validation loss" if held_out else "training loss (no validation split)"
+    restores = bool(getattr(model, "early_stopping", False))  # the loop keeps the best checked weights
+    lines = []
+    for ph in phases:
+        n, total = ph.get("n_steps", 0), ph.get("max_steps") or ph.get("n_steps", 0)
+        if ph.get("early_stopped"):
+            stop = "early stopping fired"
+        elif ph.get("diverged"):
+            stop = "stopped: the loss became NaN/inf"
+        else:
+            stop = "early stopping did not fire" if restores and held_out else "full budget"
+        final, best = ph.get("final_val_loss"), ph.get("best_val_loss")
+        loss = f"; final {what} {final:.4f}" if isinstance(final, float) else ""
+        if isinstance(best, float) and best < 1e300 and best != final:
+            loss += f", best {best:.4f}" + (" (its weights are kept)" if restores else "")
+        lines.append(f"  {ph.get('name', 'fit')}: {n} of {total} steps, {stop}{loss}")
+    return lines
+
+
 def _cmd_train(args) -> int:
     import genzoo as gz
     from genzoo.params import validate_params
 
+    defaults = gz.make(args.family).get_params()  # an unknown family fails here, with a suggestion
     hp = _hyperparameters(args.set)
     hp.setdefault("random_state", args.seed)
+    if "verbose" in defaults:
+        hp.setdefault("verbose", 0 if args.quiet else 1)
+    if args.device is not None:
+        if "device" not in defaults:
+            raise ValueError(f"{args.family} takes no device (it does not run on torch)")
+        hp["device"] = args.device
     model = gz.make(args.family, **hp)
     validate_params(model)  # a bad --set value fails before the data are read (fit checks again)
-    X = _load_data(args.data, args.n, args.seed)
+    _check_out(args.out)  # and an unwritable --out before any training
+    X = _read_data(args.data, args.n, args.seed, command="train")
     model.fit(X)
     model.save(args.out)
-    print(f"trained {args.family} on {X.shape[0]} x {X.shape[1]}; saved to {args.out}")
+    cols = _columns(model)
+    shown = ", ".join(cols[:6]) + (", ..." if len(cols) > 6 else "")
+    print(f"trained {args.family} on {len(X)} rows x {len(cols)} columns ({shown})")
+    print("\n".join(_training_lines(model)))
+    print(f"saved to {args.out}")
     return 0
 
 
 def _cmd_sample(args) -> int:
     import genzoo as gz
 
-    model = gz.load(args.model)
-    opts = _hyperparameters(args.set)
-    S = model.sample(args.n, random_state=args.seed, **opts)
-    _write_array(args.out, S)
+    _check_out(args.out, TABLE_EXTS)
+    model = gz.load(args.model, device=args.device)
+    S = model.sample(args.n, random_state=args.seed, **_hyperparameters(args.set))
+    _write_table(args.out, S, _columns(model))
     print(f"wrote {len(S)} samples to {args.out}")
     return 0
 
@@ -112,11 +221,12 @@ def _cmd_score(args) -> int:
 
     import genzoo as gz
 
-    model = gz.load(args.model)
-    X = gz.datasets.load_file(args.data)
-    lp = model.score_samples(X)
     if args.out:
-        _write_array(args.out, lp[:, None], ["log_density"])
+        _check_out(args.out, TABLE_EXTS)
+    model = gz.load(args.model, device=args.device)
+    lp = model.score_samples(_read_data(args.data, command="score"))
+    if args.out:
+        _write_table(args.out, lp[:, None], ["log_density"])
         print(f"wrote {len(lp)} log-densities (nats) to {args.out}; mean {np.mean(lp):.4f}")
     else:
         sys.stdout.write("\n".join(f"{v:.6f}" for v in lp) + "\n")
@@ -128,111 +238,211 @@ def _cmd_impute(args) -> int:
 
     import genzoo as gz
 
-    model = gz.load(args.model)
-    X, cols = gz.datasets.load_file(args.data, return_columns=True, allow_nan=True)
+    _check_out(args.out, TABLE_EXTS)
+    model = gz.load(args.model, device=args.device)
+    X = _read_data(args.data, command="impute", allow_nan=True)
     F = model.impute(X, random_state=args.seed)
-    _write_array(args.out, F, cols)
-    print(f"filled {int(np.isnan(X).sum())} missing value(s); wrote {args.out}")
+    _write_table(args.out, F, _columns(model))
+    print(f"filled {int(np.isnan(np.asarray(X, dtype=float)).sum())} missing value(s); wrote {args.out}")
     return 0
 
 
 def _cmd_compare(args) -> int:
     from genzoo.compare import run_compare
+    from genzoo.compare.tables import summarise, terminal_table
 
-    # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved)
-    run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
-                out=args.out, verbose=not args.quiet, workers=args.workers,
-                start_method="fork" if sys.platform == "linux" else None)
+    # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved);
+    # a CUDA device named here is checked in this process, so its workers are spawned instead
+    fork = sys.platform == "linux" and args.device in (None, "cpu")
+    records = run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
+                          out=args.out, verbose=not args.quiet, workers=args.workers,
+                          params=_family_hyperparameters(args.set), device=args.device, force=args.force,
+                          start_method="fork" if fork else None)
+    print(terminal_table(summarise(records)))
+    print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
     return 0
 
 
+# ----------------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: ...)`` to every option with a default the help text does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.required
+                or action.default is None or action.default is False or action.default == argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), like every other genzoo error."""
+    """argparse, but a usage error is one line (exit 2) with a did-you-mean where a choice was misspelt."""
+
+    def __init__(self, *a, **k):
+        k.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*a, **k)
 
     def error(self, message: str):
+        m = re.search(r"invalid choice: '?([^'\s]+)'? \(choose from (.*)\)", message)
+        if m:
+            choices = [c.strip().strip("'\"") for c in m.group(2).split(",")]
+            message += _did_you_mean(m.group(1), choices)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genzoo import __version__
+
     p = _Parser(prog="genzoo", description="Every family of deep generative model, "
                                 "trained on the same data and measured side by side.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"genzoo {__version__}")
+    p.add_argument("--debug", action="store_true", help="on an error, print the full traceback too")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)  # --debug also after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the full traceback too")
 
-    c = sub.add_parser("compare", help="train every family on the same data and write a report")
-    c.add_argument("--data", default="ring", help="built-in dataset name or a .csv/.npy/.parquet file")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[common])
+
+    data_help = "built-in dataset name (see `genzoo list`) or a .csv/.npy/.parquet file"
+    device_help = "torch device: cpu, cuda, cuda:1 or auto (= CUDA when available)"
+
+    c = command("compare", "train every family on the same data and write a report")
+    c.add_argument("--data", default="ring", help=data_help)
     c.add_argument("--families", default="core",
                    help="comma-separated family names, 'core' (5 families + gmm, kde) or 'all'")
     c.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per family")
     c.add_argument("--preset", choices=["quick", "default", "thorough"], default="default",
                    help="training budget")
-    c.add_argument("--out", default="genzoo-compare", help="report folder (finished runs are reused)")
+    c.add_argument("--out", default="genzoo-compare", help="report folder (finished runs in it are reused)")
+    c.add_argument("--set", action="append", metavar="FAMILY.KEY=VALUE",
+                   help="a hyperparameter of one family, e.g. flow.max_steps=500; repeatable "
+                        "(default: each family's defaults, budgets scaled by --preset)")
+    c.add_argument("--device", default=None, help=f"{device_help} (default: each family's own)")
     c.add_argument("--workers", type=_positive_int, default=None,
-                   help="runs trained side by side (default: 2 where there are 2+ cores)")
-    c.add_argument("--quiet", action="store_true", help="no progress bars")
+                   help="runs trained side by side (default: 2 where there are 2+ cores, else 1)")
+    c.add_argument("--force", action="store_true",
+                   help="retrain every run, ignoring finished runs cached in --out (default: reuse them)")
+    c.add_argument("--quiet", action="store_true",
+                   help="no progress bars on stderr; the results table still goes to stdout (default: bars on)")
     c.set_defaults(func=_cmd_compare)
 
-    t = sub.add_parser("train", help="fit one family and save the model")
-    t.add_argument("family")
-    t.add_argument("--data", default="ring", help="built-in dataset name or a data file")
-    t.add_argument("--out", required=True, help="model file to write")
+    t = command("train", "fit one family and save the model")
+    t.add_argument("family", help="family name (see `genzoo list`)")
+    t.add_argument("--data", default="ring", help=data_help)
+    t.add_argument("--out", required=True, help="model file to write, e.g. model.genzoo (required)")
     t.add_argument("-n", type=_positive_int, default=10_000, help="points to draw from a built-in dataset")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
+    t.add_argument("--seed", type=int, default=0, help="random seed of the data draw and the training")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a hyperparameter, e.g. max_steps=500; repeatable (default: the family's defaults)")
+    t.add_argument("--device", default=None, help=f"{device_help} (default: the family's own)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar on stderr (default: a bar while training)")
     t.set_defaults(func=_cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a saved model")
-    s.add_argument("model")
-    s.add_argument("-n", type=_positive_int, default=1000)
-    s.add_argument("--out", required=True, help=".csv or .npy file to write")
-    s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a sampling option, e.g. steps=50")
+    load_help = "where the model computes: cpu, cuda, ... (default: where it was saved, if available here, else cpu)"
+    s = command("sample", "draw samples from a saved model")
+    s.add_argument("model", help="model file written by `genzoo train`")
+    s.add_argument("-n", type=_positive_int, default=1000, help="number of samples")
+    s.add_argument("--out", required=True, help=".csv, .npy or .parquet file to write (required)")
+    s.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a sampling option, e.g. steps=50; repeatable (default: the family's defaults)")
+    s.add_argument("--device", default=None, help=load_help)
     s.set_defaults(func=_cmd_sample)
 
-    sc = sub.add_parser("score", help="log-density (nats) of each row of a data file")
-    sc.add_argument("model")
-    sc.add_argument("data")
-    sc.add_argument("--out", default=None, help="write to a file instead of stdout")
+    sc = command("score", "log-density (nats) of each row of a data file")
+    sc.add_argument("model", help="model file written by `genzoo train`")
+    sc.add_argument("data", help=".csv, .npy or .parquet file (columns matched by name when it has a header)")
+    sc.add_argument("--out", default=None, help=".csv, .npy or .parquet file to write (default: print to stdout)")
+    sc.add_argument("--device", default=None, help=load_help)
     sc.set_defaults(func=_cmd_score)
 
-    im = sub.add_parser("impute", help="fill the empty / NaN cells of a data file")
-    im.add_argument("model")
-    im.add_argument("data")
-    im.add_argument("--out", required=True)
-    im.add_argument("--seed", type=int, default=None)
+    im = command("impute", "fill the empty / NaN cells of a data file")
+    im.add_argument("model", help="model file written by `genzoo train`")
+    im.add_argument("data", help=".csv, .npy or .parquet file with empty or NaN cells")
+    im.add_argument("--out", required=True, help=".csv, .npy or .parquet file to write (required)")
+    im.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
+    im.add_argument("--device", default=None, help=load_help)
     im.set_defaults(func=_cmd_impute)
 
-    ls = sub.add_parser("list", help="families, datasets and capabilities")
+    ls = command("list", "families, datasets and capabilities")
     ls.set_defaults(func=_cmd_list)
     return p
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, naming the closest known option for an unknown one."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        where = subs.choices.get(args.command, parser)
+        known = [o for a in where._actions for o in a.option_strings]
+        flag = next((x for x in extras if x.startswith("-")), "")
+        where.error(f"unrecognized arguments: {' '.join(extras)}"
+                    + (_did_you_mean(flag.split("=", 1)[0], known) if flag else ""))
+    return args
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one line on stderr (no source line)."""
+    print(f"genzoo: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The ``genzoo`` entry point; returns the exit status."""
+    import logging
+    import warnings
+
+    args = _parse(argv)
+    debug = bool(getattr(args, "debug", False) or os.environ.get("GENZOO_DEBUG"))
+    # for this call only: genzoo's log messages and Python warnings, one line each, on stderr
+    log = logging.getLogger("genzoo")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("genzoo: %(message)s"))
+    level, show = log.level, warnings.showwarning
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if debug else logging.WARNING)
+    warnings.showwarning = _one_line_warning
+    try:
+        return _run(args, debug)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        warnings.showwarning = show
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    import traceback
+
     from sklearn.exceptions import NotFittedError
 
     from genzoo.errors import UnsupportedError
+
+    def fail(msg: str) -> int:
+        if debug:
+            traceback.print_exc()
+        print(f"genzoo {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
 
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("genzoo: interrupted (finished results are kept)", file=sys.stderr)
         return 130
-    except (ValueError, UnsupportedError, NotFittedError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"genzoo {args.command}: error: {msg}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as e:
-        print(f"genzoo {args.command}: error: {e.strerror or e} ({getattr(e, 'filename', '')})", file=sys.stderr)
-        return EXIT_ERROR
+    except BrokenPipeError:  # e.g. `genzoo score ... | head`: the reader has all it wanted
+        sys.stdout = open(os.devnull, "w")  # so that the flush at exit does not fail again
+        return 0
+    except (ValueError, UnsupportedError, NotFittedError) as e:
+        return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    except OSError as e:  # files: "no such model file: ...", "cannot write ...: Permission denied"
+        if e.strerror:
+            return fail(e.strerror + (f" ({e.filename})" if e.filename else ""))
+        return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
     except Exception as e:  # anything else (a bug, a torch failure): still one line, unless debugging
-        if os.environ.get("GENZOO_DEBUG"):
-            raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"genzoo {args.command}: error: {type(e).__name__}: {msg} (GENZOO_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return EXIT_ERROR
-
+        return fail(f"{type(e).__name__}: {msg} (run with --debug for the traceback)")
 
 if __name__ == "__main__":
     sys.exit(main())

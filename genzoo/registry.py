@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genzoo.errors import did_you_mean
+
 _FAMILIES: dict[str, type] = {}
 
 
@@ -66,7 +68,8 @@ def families() -> list[str]:
 def family_class(name: str) -> type:
     _ensure_loaded()
     if not isinstance(name, str) or name not in _FAMILIES:
-        raise ValueError(f"unknown family {name!r}; choose from: {', '.join(_FAMILIES)}")
+        raise ValueError(f"unknown family {name!r}{did_you_mean(name, _FAMILIES) or ';'} "
+                         f"choose from: {', '.join(_FAMILIES)}")
     return _FAMILIES[name]
 
 
@@ -76,5 +79,6 @@ def make(name: str, **hyperparameters: Any):
     valid = cls._get_param_names()
     unknown = sorted(set(hyperparameters) - set(valid))
     if unknown:
-        raise ValueError(f"{name}: unknown hyperparameter(s) {unknown}; valid: {', '.join(valid)}")
+        raise ValueError(f"{name}: unknown hyperparameter(s) {unknown}{did_you_mean(unknown[0], valid) or ';'} "
+                         f"valid: {', '.join(valid)}")
     return cls(**hyperparameters)

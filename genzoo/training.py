@@ -16,6 +16,7 @@ follows the weights closely instead of remembering the random initialisation.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["EMA", "Phase", "PhaseRecord", "train", "descend", "warmup_cosine", "ema_buffer_name"]
+__all__ = ["EMA", "Phase", "PhaseRecord", "Progress", "train", "descend", "warmup_cosine", "ema_buffer_name"]
+
+logger = logging.getLogger("genzoo")
 
 
 # ----------------------------------------------------------------------------- weight average
@@ -148,6 +151,18 @@ def descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, grad_c
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Where a training phase stands, as passed to ``fit(X, progress=...)``: ``loss`` is the smoothed
+    training loss; ``done`` is True once, at the phase's end."""
+
+    phase: str
+    step: int
+    max_steps: int
+    loss: float
+    done: bool = False
+
+
+@dataclass(frozen=True)
 class Phase:
     """One training run of :func:`train`, stated explicitly.
 
@@ -156,6 +171,8 @@ class Phase:
     warm start). ``optimizers(lr)``: the optimisers (the loop keeps them in ``model.optimizers_``
     during the phase). ``step(z, y, step) -> loss``: one update on a batch. ``val_loss(z, y)``:
     lower is better. ``ema()``: the weight average to update after every step (None: none).
+    ``verbose``: a progress bar on stderr; ``progress``: a callable given a :class:`Progress` every
+    50 steps and at the end.
     """
 
     name: str
@@ -174,22 +191,27 @@ class Phase:
     lr_schedule: Callable[[int], Callable[[int], float]] = warmup_cosine
     max_val_rows: int = 4096
     verbose: bool = False
+    progress: Callable[[Progress], None] | None = None
 
 
 @dataclass
 class PhaseRecord:
-    """What one phase did: steps run, best validation loss, divergence and its loss history."""
+    """What one phase did: steps run, best validation loss, divergence, whether early stopping ended
+    it, and its loss history."""
 
     name: str
     n_steps: int
     best_val_loss: float
     diverged: bool
+    early_stopped: bool = False
+    max_steps: int = 0
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [],
                                                               "val_step": [], "val_loss": []})
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "n_steps": self.n_steps, "best_val_loss": self.best_val_loss,
-                "diverged": self.diverged}
+                "diverged": self.diverged, "early_stopped": self.early_stopped, "max_steps": self.max_steps,
+                "final_val_loss": self.history["val_loss"][-1] if self.history["val_loss"] else None}
 
 
 def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -> PhaseRecord:
@@ -220,7 +242,7 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
     yv = None if (y is None or not n_val) else torch.as_tensor(y[va][:cap], device=dev)
     max_steps = int(phase.max_steps)
     bs = min(int(phase.batch_size), len(zt))
-    rec = PhaseRecord(phase.name, 0, math.inf, False)
+    rec = PhaseRecord(phase.name, 0, math.inf, False, max_steps=max_steps)
     hist = rec.history
     with torch_seed(seed, dev):
         if phase.setup is not None:
@@ -229,7 +251,7 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
         schedulers = [torch.optim.lr_scheduler.LambdaLR(o, phase.lr_schedule(max_steps)) for o in model.optimizers_]
         ema = phase.ema() if phase.ema is not None else None
         best, best_state, bad_evals = math.inf, None, 0
-        smooth, diverged, step = None, False, -1
+        smooth, diverged, stopped, step = None, False, False, -1
         desc = f"fit {model.family}" + ("" if phase.name == "fit" else f" ({phase.name})")
         bar = tqdm(range(max_steps), desc=desc, disable=not phase.verbose, leave=False,
                    mininterval=0.5, dynamic_ncols=True, position=base.PROGRESS_POSITION)
@@ -254,6 +276,8 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
                     hist["step"].append(step)
                     hist["train_loss"].append(smooth)
                     bar.set_postfix(loss=f"{smooth:.4f}", refresh=False)
+                    if phase.progress is not None:
+                        phase.progress(Progress(phase.name, step + 1, max_steps, float(smooth)))
                 if (step + 1) % int(phase.eval_every) == 0 or last:
                     vl = _evaluate(module, phase.val_loss, zv, yv, smooth)
                     hist["val_step"].append(step)
@@ -264,6 +288,7 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
                     else:
                         bad_evals += 1
                         if phase.early_stopping and zv is not None and bad_evals >= int(phase.patience):
+                            stopped = True
                             break
         finally:
             bar.close()
@@ -271,8 +296,12 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
         if best_state is not None and (phase.early_stopping or diverged):
             module.load_state_dict(best_state)
         module.eval()
-    rec.n_steps, rec.best_val_loss = step + 1, best
+    rec.n_steps, rec.best_val_loss, rec.early_stopped = step + 1, best, stopped
     rec.diverged = diverged and best_state is None
+    if phase.progress is not None:
+        phase.progress(Progress(phase.name, rec.n_steps, max_steps, float("nan") if smooth is None else smooth, True))
+    logger.info("%s: %d of %d steps%s, best validation loss %.4g%s", desc, rec.n_steps, max_steps,
+                " (early stopping)" if stopped else "", best, " (diverged)" if diverged else "")
     return rec
 
 

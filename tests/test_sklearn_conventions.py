@@ -17,3 +17,14 @@ def test_gridsearch_on_a_mixture_picks_enough_components():
     X = gz.datasets.get("gaussians8").sample(800, random_state=1)
     gs = GridSearchCV(gz.make("gmm"), {"max_components": [1, 12]}, cv=2).fit(X)
     assert gs.best_params_["max_components"] == 12
+
+
+def test_gridsearch_over_a_network_family_prints_nothing(capsys):
+    """Quiet by default, like scikit-learn: no progress bar per fold unless verbose=1."""
+    X = gz.datasets.get("ring").sample(400, random_state=0)
+    est = gz.make("vae", random_state=0, max_steps=15, device="cpu")
+    GridSearchCV(est, {"lr": [1e-3]}, cv=2, refit=False).fit(X)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    est.set_params(verbose=1).fit(X)
+    assert "fit vae" in capsys.readouterr().err  # asked for: a bar on stderr

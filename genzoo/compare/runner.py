@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
+import logging
 import math
 import os
+import platform
 import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import genzoo as gz
 from genzoo.compare.panels import conditioning_panel, infill_panel, steps_panel
-from genzoo.errors import UnsupportedError
+from genzoo.errors import UnsupportedError, did_you_mean
+
+logger = logging.getLogger("genzoo")
 
 CORE = ["vae", "gan", "flow", "diffusion", "autoregressive"]
 BASELINES = ["gmm", "kde"]
@@ -49,7 +56,8 @@ def resolve_families(spec: str | list[str] | None) -> list[str]:
         raise ValueError("--families is empty; give names, 'core' or 'all'")
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown family {unknown[0]!r}; choose from: {', '.join(known)} (or 'core', 'all')")
+        raise ValueError(f"unknown family {unknown[0]!r}{did_you_mean(unknown[0], [*known, 'core', 'all']) or ';'} "
+                         f"choose from: {', '.join(known)} (or 'core', 'all')")
     return list(dict.fromkeys(names))
 
 
@@ -76,8 +84,8 @@ def load_data(spec: str, n_train: int) -> Data:
         Xte = ds.sample(10_000, random_state=1)
         return Data(spec, X, Xte, ds, [f"x{i}" for i in range(ds.dim)], f"builtin:{spec}:{n_train}", y)
     if not (os.path.splitext(spec)[1] or os.path.sep in spec):
-        raise ValueError(f"unknown dataset {spec!r}: not a built-in ({', '.join(gz.datasets.names())}) "
-                         "nor a path to a .csv/.npy/.parquet file")
+        raise ValueError(f"unknown dataset {spec!r}{did_you_mean(spec, gz.datasets.names()) or ':'} not a built-in "
+                         f"({', '.join(gz.datasets.names())}) nor a path to a .csv/.npy/.parquet file")
     X, cols = gz.datasets.load_file(spec, return_columns=True)
     if len(X) < 20:
         raise ValueError(f"{spec} has only {len(X)} rows; compare needs at least 20")
@@ -106,19 +114,77 @@ def scaled_budgets(family: str, fraction: float) -> dict[str, int]:
     return out
 
 
-def family_params(family: str, preset: dict, seed: int) -> dict:
+def family_params(family: str, preset: dict, seed: int, overrides: dict | None = None,
+                  device: str | None = None) -> dict:
     """The hyperparameters a family gets under a preset: its defaults with every declared
-    training budget (student and teacher steps, reflow steps and pairs, trajectory pools) scaled."""
+    training budget (student and teacher steps, reflow steps and pairs, trajectory pools) scaled,
+    then the user's ``overrides`` (``--set family.key=value``) and ``device`` (where it takes one)."""
     defaults = gz.make(family).get_params()
-    p: dict[str, Any] = {"random_state": seed, **scaled_budgets(family, preset["budget"])}
+    p: dict[str, Any] = {"random_state": seed, **scaled_budgets(family, preset["budget"]), **(overrides or {})}
+    if device is not None and "device" in defaults:
+        p["device"] = device
     if "verbose" in defaults:
         p["verbose"] = 0
     return p
 
 
+def check_overrides(overrides: dict[str, dict] | None, fams: list[str]) -> dict[str, dict]:
+    """Per-family hyperparameters (``{"flow": {"max_steps": 500}}``): each family among ``fams``,
+    each key one of its hyperparameters (not the seed, which ``seeds`` sets)."""
+    from genzoo.params import validate_params
+
+    overrides = dict(overrides or {})
+    for fam, hp in overrides.items():
+        if fam not in fams:
+            known = gz.families()
+            if fam not in known:
+                raise ValueError(f"--set: unknown family {fam!r}{did_you_mean(fam, known) or ';'} "
+                                 f"choose from: {', '.join(known)}")
+            raise ValueError(f"--set names {fam}, which is not among the families compared ({', '.join(fams)})")
+        valid = gz.make(fam).get_params()
+        for key in hp:
+            if key == "random_state":
+                raise ValueError(f"--set {fam}.random_state: each run's seed is set by --seeds")
+            if key not in valid:
+                raise ValueError(f"--set: {fam} has no hyperparameter {key!r}{did_you_mean(key, valid) or ';'} "
+                                 f"valid: {', '.join(valid)}")
+        try:  # a bad value fails now, not after the other runs
+            validate_params(gz.make(fam, **hp))
+        except ValueError as e:
+            raise ValueError(f"--set {fam}: {e}") from None
+    return overrides
+
+
+@functools.lru_cache(maxsize=1)
+def code_hash() -> str:
+    """sha256 over the installed genzoo package's .py files (sorted by path): a cached run is reused only
+    by the code that made it. Computed once per process."""
+    root = Path(gz.__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def environment(device: str | None = None) -> dict:
+    """Where a run was measured (recorded beside every timing and samples/s figure)."""
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "genzoo": gz.__version__, "code": code_hash(), "platform": platform.platform(terse=True),
+           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device or "cpu"}
+    if device and device.startswith("cuda"):
+        with contextlib.suppress(Exception):  # a name only; never worth failing a run over
+            env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
 def run_key(data: Data, family: str, params: dict, seed: int, preset_name: str) -> str:
+    """The cache key of one run: data, family, hyperparameters, seed, preset and the code (version and
+    a hash of the package sources, so edited code never reuses an old run)."""
     blob = json.dumps({"data": data.fingerprint, "family": family, "params": params, "seed": seed,
-                       "preset": PRESETS[preset_name], "version": gz.__version__}, sort_keys=True, default=str)
+                       "preset": PRESETS[preset_name], "version": gz.__version__, "code": code_hash()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -181,11 +247,12 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
                 except (UnsupportedError, ValueError, TypeError, RuntimeError) as e:
                     rec.setdefault("panel_errors", []).append(f"{type(e).__name__}: {str(e)[:160]}")
                 timings[name] = time.perf_counter() - t0
-            model.save(os.path.join(tmp_dir, "model.gz"))
+            model.save(os.path.join(tmp_dir, "model.genzoo"))
     except Exception as e:  # a family failing must not stop the comparison
         rec["status"] = "failed"
         rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         rec["traceback"] = traceback.format_exc(limit=4)
+    rec["environment"] = environment(getattr(model, "device_", None))
     rec["capabilities"] = sorted(model.capabilities)
     rec["likelihood_kind"] = model.likelihood_kind
     rec["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -288,16 +355,22 @@ def default_workers() -> int:
 
 
 def run_compare(data: str = "ring", families: str | list[str] | None = "core", seeds: int = 3,
-                preset: str = "default", out: str = "genzoo-compare", verbose: bool = True,
-                workers: int | None = None, start_method: str | None = None) -> list[dict]:
+                preset: str = "default", out: str = "genzoo-compare", verbose: bool = False,
+                workers: int | None = None, start_method: str | None = None,
+                params: dict[str, dict] | None = None, device: str | None = None,
+                force: bool = False) -> list[dict]:
     """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html.
 
+    ``verbose``: progress bars on stderr (the library is quiet by default; the report's path is
+    logged to the ``"genzoo"`` logger). ``params``: per-family hyperparameters, e.g.
+    ``{"flow": {"max_steps": 500}}``. ``device``: the torch device of every family that takes one
+    (default: each family's own). ``force``: retrain every run even when a finished one is cached.
     ``start_method`` of the worker processes: 'spawn' (default) or 'fork' (faster; only safe
     in a process that has not run torch yet, as in the command line).
     """
     from tqdm.auto import tqdm
 
-    from genzoo.compare.tables import summarise, terminal_table, write_results
+    from genzoo.compare.tables import summarise, write_results
     from genzoo.report import write_report
 
     if preset not in PRESETS:
@@ -310,6 +383,11 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
     fams = resolve_families(families)
+    overrides = check_overrides(params, fams)
+    if device is not None:
+        from genzoo.base import resolve_device
+
+        resolve_device(device)  # a device this machine lacks fails before any run starts
     cfg = PRESETS[preset]
     d = load_data(data, int(cfg["n_train"]))
     check_out_dir(out)
@@ -317,13 +395,13 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
     jobs = []
     for fam in fams:
         for seed in range(int(seeds)):
-            params = family_params(fam, cfg, seed)
-            key = run_key(d, fam, params, seed, preset)
-            jobs.append((fam, seed, params, os.path.join(out, "runs", f"{fam}-seed{seed}-{key}")))
+            p = family_params(fam, cfg, seed, overrides.get(fam), device)
+            key = run_key(d, fam, p, seed, preset)
+            jobs.append((fam, seed, p, os.path.join(out, "runs", f"{fam}-seed{seed}-{key}")))
     done: dict[str, dict] = {}
     for *_, run_dir in jobs:
         rec_path = os.path.join(run_dir, "record.json")
-        if os.path.exists(rec_path):
+        if not force and os.path.exists(rec_path):
             with open(rec_path) as f:
                 done[run_dir] = json.load(f)
     reused = len(done)
@@ -366,12 +444,12 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
     meta = {"data": d.name, "preset": preset, "budget": cfg, "seeds": int(seeds), "families": fams,
             "n_train": int(len(d.X_train)), "n_test": int(len(d.X_test)), "dim": int(d.X_train.shape[1]),
             "columns": d.columns, "reused_runs": reused, "wall_s": time.perf_counter() - started,
-            "workers": workers, "genzoo_version": gz.__version__, "budget_note": budget_note(fams, cfg)}
+            "workers": workers, "genzoo_version": gz.__version__, "code": code_hash(),
+            "params": overrides, "device": device, "environment": environment(device),
+            "budget_note": budget_note(fams, cfg)}
     write_results(out, records, summary, meta)
     report = write_report(out, records, summary, meta, d, box=plot_box(d))
-    if verbose:
-        print(terminal_table(summary), file=sys.stderr)
-        print(f"report: {os.path.abspath(report)}", file=sys.stderr)
+    logger.info("compare: %d runs (%d reused); report: %s", len(records), reused, os.path.abspath(report))
     return records
 
 
@@ -393,4 +471,5 @@ def budget_note(fams: list[str], cfg: dict) -> str:
             f"{int(cfg['budget'] * 100)}% of each family's default training budgets: " + "; ".join(parts))
 
 
-__all__ = ["run_compare", "PRESETS", "resolve_families", "family_params", "scaled_budgets", "budget_note"]
+__all__ = ["run_compare", "PRESETS", "resolve_families", "family_params", "scaled_budgets", "budget_note",
+           "check_overrides", "code_hash", "environment"]

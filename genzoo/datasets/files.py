@@ -60,6 +60,10 @@ def load_file(
     if p.is_dir():
         raise ValueError(f"{p} is a directory, not a data file")
     ext = p.suffix.lower()
+    if ext == ".txt":  # text for the string models: a list of str, one per non-blank line
+        from .text import read_text_file
+
+        return read_text_file(p)
     if ext in SUPPORTED and p.stat().st_size == 0:
         raise ValueError(f"{p} is empty (0 bytes)")
     if ext == ".csv":
@@ -69,7 +73,8 @@ def load_file(
     elif ext == ".parquet":
         X, columns, where = _read_parquet(p)
     else:
-        raise ValueError(f"unsupported file type {ext or '(none)'!r} for {p}; use one of {', '.join(SUPPORTED)}")
+        raise ValueError(f"unsupported file type {ext or '(none)'!r} for {p}; "
+                         f"use one of {', '.join(SUPPORTED)} (or .txt, strings)")
     _check_values(p, X, columns, where, allow_nan)
     X = np.ascontiguousarray(X, dtype=np.float64)
     return (X, columns) if return_columns else X

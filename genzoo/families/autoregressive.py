@@ -32,6 +32,10 @@ class is first drawn from its posterior given the observed prefix). Any other pa
 falls back to the base class's grid-Gibbs sampler on the exact density (exact up to a
 1024-cell grid with one missing coordinate, a Gibbs chain with more): a documented
 approximation.
+
+Strings: fitted on a list of strings, the family is a character-level model -- a causal
+transformer with exact P(string), or the bigram baseline (``text_model='bigram'``); see
+``genzoo.families.text_autoregressive``. The ``text_*`` hyperparameters configure it.
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
 from genzoo.nn.made import MADE
 from genzoo.nn.mlp import LabelEmbedding
-from genzoo.params import POSITIVE, POSITIVE_INT, TRAINING, Options
+from genzoo.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
 
 COMPONENTS = ("smoothed_uniform", "logistic", "gaussian")
@@ -130,8 +135,8 @@ class _ARNet(nn.Module):
 
 # ----------------------------------------------------------------------------- the family
 @register("autoregressive")
-class Autoregressive(TorchGenerativeModel):
-    """MADE + per-coordinate mixture densities: exact likelihood, sequential sampling.
+class Autoregressive(TextAutoregressive, TorchGenerativeModel):
+    """MADE + per-coordinate mixture densities (arrays), a causal transformer (strings): exact likelihood.
 
     Parameters
     ----------
@@ -147,6 +152,27 @@ class Autoregressive(TorchGenerativeModel):
         Depth of the masked network.
     label_dim : int, default=16
         Size of the label embedding (used only when fitted with ``y``).
+    text_model : str, default='transformer'
+        Strings only: 'transformer' (causal, character level) or 'bigram' (counts, the baseline).
+    text_width, text_layers, text_heads : int, default=128, 4, 4
+        Strings only: channels, blocks and attention heads of the transformer.
+    text_dropout : float, default=0.1
+        Strings only: dropout in the transformer while training.
+    text_steps : int, default=3000
+        Strings only: optimiser steps (a budget, scaled by presets like ``max_steps``).
+    text_batch : int, default=2048
+        Strings only: tokens per step, as rows of whole strings (no padding).
+    text_lr : float, default=2e-3
+        Strings only: AdamW peak learning rate (warm-up, then cosine decay).
+    text_weight_decay : float, default=0.1
+        Strings only: AdamW weight decay of the linear layers' matrices.
+    text_alpha : float, default=1.0
+        Strings only: add-alpha smoothing of the bigram counts.
+    label_dropout : float, default=0.1
+        Strings only: share of training labels replaced by the null label (for guidance).
+    guidance : float, default=1.0
+        Strings only: classifier-free guidance ``uncond + g (cond - uncond)`` of the next-token
+        log-probabilities when sampling with labels (1 = plain conditional).
     {shared_parameters}
 
     Examples
@@ -156,6 +182,10 @@ class Autoregressive(TorchGenerativeModel):
     >>> m = gz.make("autoregressive", max_steps=300, verbose=0, random_state=0).fit(X)
     >>> m.sample(5, random_state=1).shape
     (5, 2)
+    >>> words = gz.datasets.get("names").split("train")[:2000]
+    >>> t = gz.make("autoregressive", text_steps=100, random_state=0).fit(words)
+    >>> len(t.sample(3, random_state=0)), t.score_samples(["emma"]).shape
+    (3, (1,))
     """
 
     likelihood_kind: ClassVar[str] = "exact"
@@ -164,11 +194,19 @@ class Autoregressive(TorchGenerativeModel):
     _parameter_constraints: ClassVar[dict] = {
         **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
         "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
+        "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
+        "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
+        "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
+        "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
     }
+    budget_params: ClassVar[dict[str, int]] = {"max_steps": 50, "text_steps": 50}
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int = 128, layers: int = 3, label_dim: int = 16,
-                 max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
+                 text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
+                 text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
+                 text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
+                 guidance: float = 1.0, max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.n_components = n_components
@@ -177,6 +215,18 @@ class Autoregressive(TorchGenerativeModel):
         self.hidden = hidden
         self.layers = layers
         self.label_dim = label_dim
+        self.text_model = text_model
+        self.text_width = text_width
+        self.text_layers = text_layers
+        self.text_heads = text_heads
+        self.text_dropout = text_dropout
+        self.text_steps = text_steps
+        self.text_batch = text_batch
+        self.text_lr = text_lr
+        self.text_weight_decay = text_weight_decay
+        self.text_alpha = text_alpha
+        self.label_dropout = label_dropout
+        self.guidance = guidance
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr

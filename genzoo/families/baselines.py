@@ -2,8 +2,11 @@
 
 ``gmm``: scikit-learn's GaussianMixture with the number of components chosen by BIC.
 ``kde``: KernelDensity with a Gaussian kernel, bandwidth chosen by cross-validated likelihood.
-Both have exact, normalised densities, so they also impute through the shared grid-Gibbs
-sampler and condition by fitting one model per class.
+Both have exact, normalised densities and condition by fitting one model per class. Both
+impute in closed form: a Gaussian mixture's conditional given the observed coordinates is
+again a Gaussian mixture (component posterior, then the conditional Gaussian), and a
+Gaussian KDE is a mixture of isotropic Gaussians, one per training row
+(``genzoo.samplers.conditional``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sklearn.neighbors import KernelDensity
 from genzoo.base import GenerativeModel
 from genzoo.params import POSITIVE, POSITIVE_INT, Interval, Options
 from genzoo.registry import register
+from genzoo.samplers.conditional import gaussian_mixture_conditional, isotropic_mixture_conditional
 
 
 class _PerClassModel(GenerativeModel):
@@ -65,6 +69,13 @@ class _PerClassModel(GenerativeModel):
 
     def _score_model(self, model, Z: np.ndarray) -> np.ndarray:
         return model.score_samples(Z)
+
+    def _marginal_parts(self) -> list[tuple[float, object]]:
+        """(weight, model) pairs whose mixture is the density ``sample(n)`` draws: the class
+        models with the class frequencies for a labelled fit, else the one global model."""
+        if getattr(self, "classes_", None) is None:
+            return [(1.0, self.models_[0])]
+        return list(zip(np.asarray(self.class_prior_, dtype=np.float64), self.class_models_))
 
 
 @register("gmm")
@@ -141,6 +152,24 @@ class GMM(_PerClassModel):
         eps = rng.standard_normal((n, model.means_.shape[1]))
         return model.means_[comp] + np.einsum("nij,nj->ni", chol, eps)
 
+    def _impute_std(self, Z, miss, seed):
+        """Exact draws from the mixture's conditional, in closed form.
+
+        Given the observed coordinates x_o, the component posterior is
+        ``w_k N(x_o; mu_k,o, S_k,oo)`` normalised, and within component k the missing part is
+        Gaussian, ``N(mu_k,m + S_k,mo S_k,oo^-1 (x_o - mu_k,o), S_k,mm - S_k,mo S_k,oo^-1 S_k,om)``
+        (:func:`genzoo.samplers.conditional.gaussian_mixture_conditional`). A labelled fit
+        imputes under the class mixture ``sum_y prior_y p(x | y)`` that ``sample(n)`` draws.
+        Exact for the model; no grid, no chain.
+        """
+        ws, ms, cs = [], [], []
+        for pi, g in self._marginal_parts():
+            ws.append(pi * g.weights_)
+            ms.append(g.means_)
+            cs.append(_full_covariances(g))
+        return gaussian_mixture_conditional(np.concatenate(ws), np.concatenate(ms), np.concatenate(cs), Z, miss,
+                                            np.random.default_rng(seed))
+
     def _get_arrays(self):
         out = {}
         for i, m in enumerate(self._all_models()):
@@ -167,6 +196,19 @@ class GMM(_PerClassModel):
     @property
     def n_components_(self) -> int:
         return self.models_[0].n_components
+
+
+def _full_covariances(g: GaussianMixture) -> np.ndarray:
+    """The (K, d, d) covariance matrices of a fitted scikit-learn mixture, whatever its covariance_type."""
+    K, d = g.means_.shape
+    cov = np.asarray(g.covariances_)
+    if g.covariance_type == "full":
+        return cov
+    if g.covariance_type == "tied":
+        return np.broadcast_to(cov, (K, d, d)).copy()
+    if g.covariance_type == "diag":
+        return cov[:, :, None] * np.eye(d)
+    return cov[:, None, None] * np.eye(d)  # spherical
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -267,6 +309,20 @@ class KDE(_PerClassModel):
             out[a:a + 2048] = _gaussian_kde_log_prob(_squared_distances(Z[a:a + 2048], data), m.bandwidth,
                                                      len(data), data.shape[1])
         return out
+
+    def _impute_std(self, Z, miss, seed):
+        """Exact draws from the estimate's conditional, in closed form.
+
+        A Gaussian KDE is the mixture ``(1/n) sum_j N(x_j, h^2 I)``; the observed coordinates
+        pick training row j with probability proportional to ``N(x_o; x_j,o, h^2 I)``, and the
+        missing ones are ``x_j,m + h eps`` (:func:`genzoo.samplers.conditional.isotropic_mixture_conditional`).
+        A labelled fit imputes under the class mixture that ``sample(n)`` draws. Exact for the model.
+        """
+        parts = self._marginal_parts()
+        data = [np.asarray(m.tree_.data) for _, m in parts]
+        lw = np.concatenate([np.full(len(x), np.log(max(pi, 1e-300)) - np.log(len(x))) for (pi, _), x in zip(parts, data)])
+        return isotropic_mixture_conditional(np.concatenate(data), float(parts[0][1].bandwidth), Z, miss,
+                                             np.random.default_rng(seed), lw)
 
     def _get_arrays(self):
         ms = list(self.models_) + list(getattr(self, "class_models_", []))

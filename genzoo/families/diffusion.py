@@ -28,7 +28,11 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   a narrower MLP beat fewer of a wider one. The sampler uses an exponential moving average
   of the weights (kept in the module, so saved).
 - Sampling: ancestral (DDPM) or DDIM (``eta = 0``) on any number of steps, uniform in the
-  schedule's time (respacing); classifier-free guidance (Ho & Salimans 2021) with one network
+  schedule's time (respacing), or DPM-Solver++ (2M, Lu et al. 2022; ``sampler='dpm++'``), a
+  second-order solver of the probability-flow ODE at one network call per step, on levels
+  ``t = u^1.5`` that crowd towards the data. ``sample(n, nfe=K)`` takes DPM-Solver++ with K
+  calls (grid25: 99.6% of samples on a mode at 20 calls, against 93% for DDIM at 20 and
+  99.9% for ancestral at 250). Classifier-free guidance (Ho & Salimans 2021) with one network
   trained with label dropout, genzoo's one convention (``genzoo.objectives.guidance``):
   ``eps = eps_uncond + g (eps_cond - eps_uncond)``, ``g = 1`` plain conditional, ``g = 0``
   unconditional (Ho & Salimans' ``w`` is ``g - 1``).
@@ -72,9 +76,15 @@ from genzoo.params import (
 )
 from genzoo.registry import register
 from genzoo.samplers.ancestral import log_snr_grid, sample_loop
+from genzoo.samplers.conditional import density_route
+from genzoo.samplers.fewstep import dpm_solver_pp, log_snr_levels, steps_for_budget
 from genzoo.samplers.ode import TraceLikelihoodKind, log_likelihood, trace_options
 from genzoo.samplers.schedules import NoiseSchedule, alpha_sigma_from_log_snr, get_schedule
 from genzoo.training import EMA
+
+SAMPLERS = ("ancestral", "ddim", "dpm++")
+#: few-step levels ``t = u ** 1.5``: steps crowd towards the data (see ``log_snr_levels``)
+FEW_STEP_POWER = 1.5
 
 
 class Denoiser(nn.Module):
@@ -148,7 +158,8 @@ class Diffusion(TorchGenerativeModel):
     sample_steps : int, default=250
         Default number of reverse steps of ``sample`` (respaced uniformly in time).
     sampler : str, default='ancestral'
-        'ancestral' (DDPM) or 'ddim' (deterministic, eta = 0).
+        'ancestral' (DDPM), 'ddim' (deterministic, eta = 0) or 'dpm++' (DPM-Solver++ 2M, the
+        few-step sampler that ``sample(n, nfe=K)`` uses).
     guidance : float, default=1.0
         Classifier-free guidance ``uncond + g (cond - uncond)`` at sampling: 1 = plain conditional, 0 =
         unconditional, > 1 sharper (``genzoo.objectives.guidance``).
@@ -182,7 +193,7 @@ class Diffusion(TorchGenerativeModel):
         "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "label_dim": POSITIVE_INT,
         "label_dropout": UNIT_OPEN_RIGHT, "ema_decay": UNIT_OPEN_RIGHT, "stable_target": ["boolean"],
-        "sample_steps": POSITIVE_INT, "sampler": [Options(("ancestral", "ddim"))], "guidance": NON_NEGATIVE,
+        "sample_steps": POSITIVE_INT, "sampler": [Options(SAMPLERS)], "guidance": NON_NEGATIVE,
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT, "likelihood_steps": POSITIVE_INT,
         "likelihood_method": ODE_METHOD,
     }
@@ -299,14 +310,18 @@ class Diffusion(TorchGenerativeModel):
         steps = int(self.sample_steps if steps is None else steps)
         sampler = self.sampler if sampler is None else sampler
         w = float(self.guidance if guidance is None else guidance)
-        if sampler not in ("ancestral", "ddim"):
-            raise ValueError(f"sampler must be 'ancestral' or 'ddim'; got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
         dev = torch.device(self.device_)
         with torch_seed(seed, dev):
             eps_fn, per = self._eps_fn(self._labels(y), w)
-            lams = log_snr_grid(self._noise_schedule(), steps, dev)
             x = torch.randn(n, int(self.n_features_in_), device=dev)
-            out = sample_loop(eps_fn, x, lams, sampler=sampler, eta=float(eta), return_path=return_path)
+            if sampler == "dpm++":
+                lams = log_snr_levels(self._noise_schedule(), steps, power=FEW_STEP_POWER, device=dev)
+                out = dpm_solver_pp(eps_fn, x, lams, return_path=return_path)
+            else:
+                lams = log_snr_grid(self._noise_schedule(), steps, dev)
+                out = sample_loop(eps_fn, x, lams, sampler=sampler, eta=float(eta), return_path=return_path)
         self.last_nfe_ = steps * per
         return out
 
@@ -314,12 +329,20 @@ class Diffusion(TorchGenerativeModel):
                     sampler: str | None = None, guidance: float | None = None, eta: float = 0.0) -> torch.Tensor:
         """Reverse process from N(0, I) over ``steps`` levels; ``self.last_nfe_`` = evaluations per sample.
 
-        ``sampler``: 'ancestral' (DDPM) or 'ddim' (``eta = 0`` deterministic). ``guidance`` ``w``
+        ``sampler``: 'ancestral' (DDPM), 'ddim' (``eta = 0`` deterministic) or 'dpm++'
+        (DPM-Solver++ 2M, one call per step; ``eta`` unused). ``guidance`` ``w``
         mixes ``eps_uncond + w (eps_cond - eps_uncond)`` for the labels ``y`` (``w = 1`` plain
         conditional, one evaluation per step; other ``w`` two); ``w = 0`` samples the
         unconditional (null-label) network.
         """
         return self._reverse(n, y, seed, steps, sampler, guidance, eta)
+
+    def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
+        """DPM-Solver++ with as many steps as ``nfe`` calls allow (a guided step costs two)."""
+        opts = self._without_budget_options(opts, "steps", "sampler")
+        g = float(self.guidance if opts.get("guidance") is None else opts["guidance"])
+        per = 2 if labelled and g not in (0.0, 1.0) else 1
+        return {**opts, "sampler": "dpm++", "steps": steps_for_budget(nfe, per)}
 
     def _sample_path_std(self, n: int, y, seed: int, n_frames: int, steps: int | None = None,
                          sampler: str | None = None, guidance: float | None = None, eta: float = 0.0) -> list:
@@ -328,12 +351,22 @@ class Diffusion(TorchGenerativeModel):
         return [path[i] for i in idx]
 
     def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
-                    resample: int | None = None) -> torch.Tensor:
-        """RePaint: ancestral reverse process with the observed coordinates pasted in at every level.
+                    resample: int | None = None, method: str | None = None):
+        """Draws from p(missing | observed): the exact density route, or RePaint.
 
-        ``steps`` levels, each repeated ``resample`` times (``last_nfe_`` = (steps - 1) x resample
-        + 1). Uses the unconditional (null-label) network: ``impute`` takes no labels.
+        ``method``: 'grid', the base class's grid inverse-CDF on this model's own probability-flow
+        ODE density (exact for the model up to the ODE solver and the adaptive grid; Gibbs sweeps
+        when a row misses several coordinates; about a thousand density evaluations per distinct
+        row); 'repaint', the ancestral reverse process with the observed coordinates pasted in at
+        every level, ``steps`` levels each repeated ``resample`` times (``last_nfe_`` =
+        (steps - 1) x resample + 1): approximate, and biased between modes (gaussians8, x at a
+        mode's tip: W1 330x its floor where the grid route has 2x); 'auto' (default), the grid up
+        to 3 dimensions and 16 distinct rows, RePaint beyond (``genzoo.samplers.conditional.density_route``).
+        Both use the unconditional density (the class marginal of a labelled fit for 'grid', the
+        null-label network for 'repaint'): ``impute`` takes no labels.
         """
+        if density_route(method, Z, miss, "repaint") == "grid":
+            return super()._impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         dev = torch.device(self.device_)

@@ -28,7 +28,9 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   variance, and stopping at its noisy minimum ends training too early.
 - Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``) in log-time
   (``genzoo.samplers.ode.log_time``: steps geometric in ``1 - t``, where the field contracts
-  onto thin modes), NFE per sample in ``last_nfe_``. Classifier-free guidance with one
+  onto thin modes), NFE per sample in ``last_nfe_``; or DPM-Solver++ 2M on the path
+  (``sampler='dpm++'``, second order at one call per step; what ``sample(n, nfe=K)`` uses:
+  on ``grid25`` 99.7% of samples on a mode at 20 calls, 97.2% at 10). Classifier-free guidance with one
   network trained with label dropout, genzoo's one convention
   ``v_uncond + g (v_cond - v_uncond)`` (``g = 1`` plain conditional, ``g = 0`` unconditional;
   ``genzoo.objectives.guidance``).
@@ -71,8 +73,10 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
+from genzoo.samplers.fewstep import multistep_data_solver, path_levels, steps_for_budget
 from genzoo.samplers.inpainting import LinearPathImputation
 from genzoo.samplers.ode import (
+    METHODS,
     ProbabilityFlow,
     TraceLikelihoodKind,
     integrate,
@@ -80,6 +84,9 @@ from genzoo.samplers.ode import (
     log_time,
     trace_options,
 )
+
+#: the ODE solvers of ``samplers.ode`` plus the few-step multistep solver
+SAMPLER = [Options((*METHODS, "dpm++"))]
 
 
 @register("flow_matching")
@@ -121,8 +128,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     ema_decay : float, default=0.999
         Decay of the weights' moving average, used for sampling and the likelihood.
     sampler : str, default='heun'
-        ODE solver of ``sample``: 'euler', 'heun', 'rk4' (fixed steps, in log-time) or 'dopri5'
-        (adaptive).
+        ODE solver of ``sample``: 'euler', 'heun', 'rk4' (fixed steps, in log-time), 'dopri5'
+        (adaptive) or 'dpm++' (DPM-Solver++ 2M, one call per step; ``nfe=K`` uses it).
     sample_steps : int, default=50
         Fixed steps of ``sample`` (ignored by 'dopri5'); NFE in ``last_nfe_``.
     likelihood_method : str, default='rk4'
@@ -160,7 +167,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dist": [Options(("uniform", "end"))],
         "stable_target": [Options(("auto",)), "boolean"], "label_dropout": UNIT_OPEN_RIGHT,
-        "guidance": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT, "sampler": ODE_METHOD,
+        "guidance": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT, "sampler": SAMPLER,
         "sample_steps": POSITIVE_INT, "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT,
         "rtol": POSITIVE, "atol": POSITIVE, "impute_method": [Options(("auto", "grid", "repaint"))],
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
@@ -282,10 +289,37 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
             yt = self._labels(y) if g != 0 else None
             f = self.probability_flow(yt, g).f
             x0 = torch.randn(n, int(self.n_features_in_), device=dev)
-            x1, nfe = integrate(log_time(f) if self.sample_log_time else f, x0, 0.0, 1.0, method=sampler,
-                                steps=steps, rtol=float(self.rtol), atol=float(self.atol))
+            if sampler == "dpm++":
+                x1, nfe = self._few_step(f, x0, steps), steps
+            else:
+                x1, nfe = integrate(log_time(f) if self.sample_log_time else f, x0, 0.0, 1.0, method=sampler,
+                                    steps=steps, rtol=float(self.rtol), atol=float(self.atol))
         self.last_nfe_ = nfe * (2 if (yt is not None and g != 1) else 1)
         return x1
+
+    #: few-step sampling (``sampler='dpm++'``, ``nfe=``): times ``t = 1 - (1 - u) ** power`` and the
+    #: solver's order; 1.5 and 2 crowd second-order steps towards the data, where the field
+    #: contracts onto thin modes
+    few_step_power: ClassVar[float] = 1.5
+    few_step_order: ClassVar[int] = 2
+
+    def _few_step(self, f, x0: torch.Tensor, steps: int) -> torch.Tensor:
+        """DPM-Solver++ on the linear path ``x = t x1 + (1 - t) x0``, one call per step: the field's data
+        prediction is ``x1_hat = x + (1 - t) v`` (at order 1 this is exactly Euler on the same times)."""
+        ts = path_levels(steps, self.few_step_power)
+
+        def data_fn(x: torch.Tensor, i: int) -> torch.Tensor:
+            t = float(ts[i])
+            return x + (1.0 - t) * f(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+
+        return multistep_data_solver(data_fn, x0, ts, 1.0 - ts, order=self.few_step_order)
+
+    def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
+        """DPM-Solver++ (2M) with as many steps as ``nfe`` calls allow (a guided step costs two)."""
+        opts = self._without_budget_options(opts, "steps", "sampler", "method")
+        g = float(self.guidance if opts.get("guidance") is None else opts["guidance"])
+        per = 2 if labelled and g not in (0.0, 1.0) else 1
+        return {**opts, "sampler": "dpm++", "steps": steps_for_budget(nfe, per)}
 
     # ------------------------------------------------------------------ likelihood
     def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None, steps: int | None = None,

@@ -156,8 +156,11 @@ class GAN(TorchGenerativeModel):
         Random Fourier features of the rejection critic's input (0 = raw coordinates only).
     fourier_scale : float, default=5.0
         Scale of those features per unit of standardised data.
+    impute_pool : int, default=65536
+        Smallest number of latent proposals of ``impute``'s importance resampling (``method='nearest'``,
+        the default; at least 64 per row).
     impute_starts : int, default=16
-        Random latent starts per row of ``impute``'s latent search.
+        Random latent starts per row of ``impute(method='search')``'s latent search.
     impute_steps : int, default=200
         Adam steps of each latent search.
     impute_tol : float, default=0.02
@@ -183,7 +186,7 @@ class GAN(TorchGenerativeModel):
         "rejection": ["boolean"], "rejection_steps": NON_NEGATIVE_INT,
         "rejection_quantile": [Interval(float, 0, 1, closed="right")], "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "impute_starts": POSITIVE_INT, "impute_steps": NON_NEGATIVE_INT,
-        "impute_tol": POSITIVE,
+        "impute_tol": POSITIVE, "impute_pool": POSITIVE_INT,
     }
 
     def __init__(self, *, latent_dim: int = 8, hidden: int = 128, layers: int = 3, d_hidden: int = 128,
@@ -194,7 +197,7 @@ class GAN(TorchGenerativeModel):
                  impute_steps: int = 200, impute_tol: float = 0.02, max_steps: int = 4000,
                  batch_size: int = 256, lr: float = 5e-3, validation_fraction: float = 0.1,
                  early_stopping: bool = True, patience: int = 10, random_state=None, device: str = "auto",
-                 verbose: int = 0):
+                 verbose: int = 0, impute_pool: int = 65536):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.layers = layers
@@ -214,6 +217,7 @@ class GAN(TorchGenerativeModel):
         self.impute_starts = impute_starts
         self.impute_steps = impute_steps
         self.impute_tol = impute_tol
+        self.impute_pool = impute_pool
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -385,13 +389,69 @@ class GAN(TorchGenerativeModel):
         self.last_nfe_ = 2 * proposals / n  # generator + discriminator evaluations per sample
         return out
 
+    def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
+        """Rejection sampling only where ``nfe`` covers its first round (generator + critic on each of
+        the ``k`` proposals per row, twice over for the rounds that follow); else one generator call."""
+        opts = dict(opts)
+        accept = getattr(self, "rejection_accept_", None)
+        if opts.get("rejection") is None and accept is not None:
+            k = int(min(64, max(1, math.ceil(1.5 / max(float(accept), 1e-3)))))
+            opts["rejection"] = nfe >= 4 * k
+        return opts
+
     def _no_likelihood_reason(self) -> str:
         return ("gan is an implicit model: it defines samples x = G(u) but no density p(x), so it "
                 "cannot score data (use a family with likelihood_kind != 'none', or sample metrics)")
 
     # ------------------------------------------------------------------ imputation
-    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, starts: int | None = None,
-                    steps: int | None = None, tol: float | None = None) -> torch.Tensor:
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, method: str | None = None,
+                    pool: int | None = None, starts: int | None = None, steps: int | None = None,
+                    tol: float | None = None):
+        """Draws of the missing coordinates given the observed ones.
+
+        ``method='nearest'`` (default): importance resampling in latent space. Proposals
+        u ~ N(0, I) (labels from the class frequencies for a labelled fit), ``max(pool, 64 n)`` of
+        them, are pushed through the averaged generator; a row takes the missing coordinates of
+        one of its ``max(256, 4 r)`` proposals nearest in the observed coordinates (r: rows sharing
+        its observed values), resampled with weight = the rejection sampler's acceptance
+        ``min(1, exp(C(G(u)) - M))`` (evaluated on those neighbours only). The target is the
+        model's own distribution (what ``sample`` draws) conditioned on a window around the
+        observed values whose width shrinks as the pool grows: exact for the model in the limit
+        (:func:`genzoo.samplers.conditional.nearest_conditional`). ``method='search'``: the
+        latent search below (an approximation kept for comparison).
+        """
+        method = "nearest" if method is None else method
+        if method not in ("nearest", "search"):
+            raise ValueError(f"impute method must be 'nearest' or 'search'; got {method!r}")
+        if method == "search":
+            return self._latent_search(Z, miss, seed, starts, steps, tol)
+        from genzoo.samplers.conditional import nearest_conditional
+
+        net, dev = self.module_, torch.device(self.device_)
+        n, C = len(Z), int(self.n_classes_)
+        M = max(int(self.impute_pool if pool is None else pool), 64 * n)
+        rng = np.random.default_rng(seed)
+        y = rng.choice(C, size=M, p=self.class_prior_) if C else None
+        yt = self._labels(y)
+        with torch_seed(seed, dev):
+            X = torch.cat([net.generator_ema(torch.randn(min(65536, M - a), net.latent_dim, device=dev),
+                                             y=None if yt is None else yt[a:a + 65536])
+                           for a in range(0, M, 65536)])                          # (M, D)
+        ceiling = getattr(self, "rejection_ceiling_", None)
+
+        def log_accept(idx: np.ndarray) -> np.ndarray:
+            if ceiling is None:
+                return np.zeros(len(idx))
+            i = torch.as_tensor(idx, device=dev)
+            return torch.clamp(net.critic(X[i], None if yt is None else yt[i]) - ceiling, max=0.0).cpu().numpy()
+
+        out = nearest_conditional(X.cpu().numpy().astype(np.float64), Z, miss, rng, k=256, per_row=4,
+                                  log_weight=log_accept)
+        self.last_nfe_ = M / max(n, 1)
+        return out
+
+    def _latent_search(self, Z: np.ndarray, miss: np.ndarray, seed: int, starts: int | None = None,
+                       steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Fill missing coordinates by latent search: find u with G(u) matching the observed ones.
 
         For each row, ``starts`` random latents u ~ N(0, I) (labels stratified over the classes

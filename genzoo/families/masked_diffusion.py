@@ -34,6 +34,11 @@ training); ``guidance=g`` at sampling mixes log-probabilities as ``uncond + g (c
 genzoo's one convention (g = 1 plain conditional, the default; g = 0 unconditional).
 Imputation: observed coordinates become unmasked tokens and only the missing ones are
 sampled -- the model's own conditional, to the resolution of a bin.
+
+Strings: fitted on a list of strings, the family is a length model times an absorbing-state
+diffusion of the characters with a bidirectional transformer, scored by its ELBO; see
+``genzoo.families.text_masked_diffusion``. The ``text_*`` hyperparameters configure it;
+``steps``, ``n_mc``, ``label_dropout`` and ``guidance`` apply to both kinds of data.
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families.text_masked_diffusion import TextMaskedDiffusion
 from genzoo.nn.mlp import ConditionedMLP
 from genzoo.objectives.guidance import drop_labels, guided
-from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
+from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
 
 BIN_PAD = 0.05  # the binned range: training range padded by this fraction of the span, each side
@@ -84,8 +90,8 @@ class MaskPredictor(nn.Module):
 
 
 @register("masked_diffusion")
-class MaskedDiffusion(TorchGenerativeModel):
-    """Absorbing-state discrete diffusion over binned coordinates (mask-and-predict).
+class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
+    """Absorbing-state discrete diffusion over binned coordinates or characters (mask-and-predict).
 
     Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
     ``score_samples(X)`` scores that marginal, ``log sum_k prior_k p(x | k)``; ``score_samples(X, y=k)``
@@ -100,7 +106,8 @@ class MaskedDiffusion(TorchGenerativeModel):
     layers : int, default=3
         Depth of the mask predictor MLP.
     steps : int or None, default=None
-        Unmasking steps of ``sample``; None = D (one token per step, an exact draw).
+        Unmasking steps of ``sample``; None = D, or for strings the longest training string (one
+        token per step, an exact draw).
     label_dropout : float, default=0.1
         Share of training labels replaced by the null label, so one network also learns the
         unconditional model (guidance).
@@ -110,7 +117,20 @@ class MaskedDiffusion(TorchGenerativeModel):
     exact_max_dim : int, default=8
         Enumerate every masked subset for the ELBO up to this many dimensions.
     n_mc : int, default=64
-        Monte-Carlo mask draws per row of the ELBO beyond ``exact_max_dim``.
+        Monte-Carlo mask draws per row of the ELBO beyond ``exact_max_dim``; for strings, network
+        passes per string (``ceil(n_mc / n)`` random orders of its n characters).
+    text_width, text_layers, text_heads : int, default=128, 4, 4
+        Strings only: channels, blocks and attention heads of the bidirectional transformer.
+    text_dropout : float, default=0.1
+        Strings only: dropout in the transformer while training.
+    text_steps : int, default=3000
+        Strings only: optimiser steps (a budget, scaled by presets like ``max_steps``).
+    text_batch : int, default=2048
+        Strings only: tokens per step, as rows of whole strings (no padding).
+    text_lr : float, default=2e-3
+        Strings only: AdamW peak learning rate (warm-up, then cosine decay).
+    text_weight_decay : float, default=0.1
+        Strings only: AdamW weight decay of the linear layers' matrices.
     {shared_parameters}
 
     Examples
@@ -120,6 +140,10 @@ class MaskedDiffusion(TorchGenerativeModel):
     >>> m = gz.make("masked_diffusion", max_steps=200, verbose=0, random_state=0).fit(X)
     >>> m.sample(5, random_state=0).shape, m.likelihood_kind
     ((5, 2), 'bound')
+    >>> words = gz.datasets.get("names").split("train")[:2000]
+    >>> t = gz.make("masked_diffusion", text_steps=100, random_state=0).fit(words)
+    >>> len(t.sample(3, steps=8, random_state=0)), t.score_samples(["emma"]).shape
+    (3, (1,))
     """
 
     likelihood_kind: ClassVar[str] = "bound"
@@ -130,11 +154,17 @@ class MaskedDiffusion(TorchGenerativeModel):
         **TRAINING, "n_bins": [Interval(int, 2, None)], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
         "steps": [*POSITIVE_INT, None], "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
         "exact_max_dim": NON_NEGATIVE_INT, "n_mc": POSITIVE_INT,
+        "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT, "text_heads": POSITIVE_INT,
+        "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT, "text_batch": POSITIVE_INT, "text_lr": POSITIVE,
+        "text_weight_decay": NON_NEGATIVE,
     }
+    budget_params = {"max_steps": 50, "text_steps": 50}
 
     def __init__(self, *, n_bins: int = 256, hidden: int = 128, layers: int = 3, steps: int | None = None,
                  label_dropout: float = 0.1, guidance: float = 1.0, exact_max_dim: int = 8,
-                 n_mc: int = 64, max_steps: int = 4000, batch_size: int = 256, lr: float = 2e-3,
+                 n_mc: int = 64, text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
+                 text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
+                 text_weight_decay: float = 0.1, max_steps: int = 4000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 6,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.n_bins = n_bins
@@ -145,6 +175,14 @@ class MaskedDiffusion(TorchGenerativeModel):
         self.guidance = guidance
         self.exact_max_dim = exact_max_dim
         self.n_mc = n_mc
+        self.text_width = text_width
+        self.text_layers = text_layers
+        self.text_heads = text_heads
+        self.text_dropout = text_dropout
+        self.text_steps = text_steps
+        self.text_batch = text_batch
+        self.text_lr = text_lr
+        self.text_weight_decay = text_weight_decay
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr

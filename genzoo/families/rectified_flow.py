@@ -38,7 +38,8 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   ``lr=4e-3``, no early stopping).
 - Sampling: Euler, ``sample_steps=8`` by default (on ``grid25`` 8 steps put 97% of samples
   within 3 std of a mode, 16 steps 98%, one step three quarters); any solver and step count is available
-  (``sample(n, steps=1, sampler='euler')`` is the one-step generator). Classifier-free
+  (``sample(n, steps=1, sampler='euler')`` is the one-step generator); ``sample(n, nfe=K)`` takes K
+  Euler steps on times crowded towards the noise (``few_step_power``). Classifier-free
   guidance as in ``flow_matching``: ``v_uncond + g (v_cond - v_uncond)``, ``g = 1`` plain
   conditional, ``g = 0`` unconditional (``genzoo.objectives.guidance``).
 - Likelihood (``'exact'``; ``'estimate'`` beyond 10 dimensions, a seeded Hutchinson trace):
@@ -234,6 +235,11 @@ class RectifiedFlow(FlowMatching):
     time_dist = "uniform"
     #: straightened paths: uniform time steps (one Euler step is the one-step generator), not log-time
     sample_log_time = False
+    #: few-step sampling (``nfe=``): Euler (order 1) on times ``t = 1 - (1 - u) ** 0.25``, crowded
+    #: towards the noise, where the reflowed paths still bend; on ``grid25`` (seed 0) 2 / 4 / 8 calls put
+    #: 95.6 / 97.3 / 98.2% of samples on a mode, against 93.9 / 95.7 / 97.0% with uniform steps
+    few_step_power = 0.25
+    few_step_order = 1
 
     # ------------------------------------------------------------------ the reflow phase
     def _reflow_loss(self, net, z: torch.Tensor, y: torch.Tensor | None,

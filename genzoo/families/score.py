@@ -42,6 +42,8 @@ Samplers (``sample(n, sampler=..., steps=...)``, NFE per sample in ``last_nfe_``
   the last step adds no noise (Song et al.'s denoised output).
 - ``'ode'``: the probability-flow ODE ``dx/dlog(sigma) = x - D(x; sigma)`` (the same flow for VP
   and VE up to the scaling above), fixed-step Heun/RK4 or adaptive dopri5 (``samplers.ode``).
+- ``'dpm++'``: DPM-Solver++ 2M on the same ODE (``samplers.fewstep``), one call per step on
+  Karras et al.'s sigma ladder; what ``sample(n, nfe=K)`` uses.
 - ``'langevin'``: annealed Langevin dynamics (Song & Ermon 2019, NCSN) on a geometric ladder of
   noise levels with ``steps`` levels and ``langevin_steps`` moves per level, step
   ``eps_i = langevin_snr * sigma_i^2``, and a final Tweedie denoising step (``samplers.langevin``).
@@ -62,13 +64,16 @@ convention (g = 1 plain conditional, g = 0 unconditional; ``genzoo.objectives.gu
 model fitted with labels ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)`` that
 ``sample(n)`` draws (``null_label=True``: the null-label density).
 
-Imputation: the reverse SDE with the observed coordinates replaced at every step by their own
-forward-perturbed values (Song et al. 2021,
-App. I.2), with RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is
-repeated ``resample`` times, jumping back to the step's noise level in between, so that the
-missing coordinates can settle into agreement with the observed ones (replacement alone lets
-them commit to a mode before the observed coordinates have told them which).
-Still approximate; NFE = ``impute_steps * resample``.
+Imputation (``impute(X, method=...)``): 'grid', the base class's grid inverse-CDF on the
+model's own PF-ODE density (exact for the model up to solver and grid error; about a thousand
+density evaluations per distinct row); 'repaint', the reverse SDE with the observed coordinates
+replaced at every step by their own forward-perturbed values (Song et al. 2021, App. I.2), with
+RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is repeated
+``resample`` times, jumping back to the step's noise level in between, so that the missing
+coordinates can settle into agreement with the observed ones (replacement alone lets them commit
+to a mode before the observed coordinates have told them which); still approximate, NFE =
+``impute_steps * resample``. 'auto' (default): the grid up to 3 dimensions and 16 distinct rows,
+RePaint beyond (``genzoo.samplers.conditional.density_route``).
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ from genzoo.params import (
     Options,
 )
 from genzoo.registry import register
+from genzoo.samplers.conditional import density_route
+from genzoo.samplers.fewstep import karras_sigmas, multistep_data_solver, steps_for_budget
 from genzoo.samplers.inpainting import repaint
 from genzoo.samplers.langevin import annealed_langevin, geometric_schedule
 from genzoo.samplers.ode import TraceLikelihoodKind, integrate, log_likelihood, trace_options
@@ -185,8 +192,8 @@ class ScoreModel(TorchGenerativeModel):
     ema_decay : float, default=0.999
         Decay of the weights' moving average, used for sampling and the likelihood.
     sampler : str, default='sde'
-        'sde' (reverse SDE, Euler-Maruyama), 'ode' (probability-flow ODE) or 'langevin' (annealed
-        Langevin).
+        'sde' (reverse SDE, Euler-Maruyama), 'ode' (probability-flow ODE), 'dpm++' (DPM-Solver++ 2M
+        on that ODE, one call per step) or 'langevin' (annealed Langevin).
     sample_steps : int, default=200
         Steps of ``sample`` (noise levels for 'langevin').
     ode_method : str, default='heun'
@@ -226,7 +233,7 @@ class ScoreModel(TorchGenerativeModel):
         "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dim": POSITIVE_INT, "fourier_damping": ["boolean"], "focus": UNIT,
         "stable_target": ["boolean"], "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
-        "ema_decay": UNIT_OPEN_RIGHT, "sampler": [Options(("sde", "ode", "langevin"))],
+        "ema_decay": UNIT_OPEN_RIGHT, "sampler": [Options(("sde", "ode", "dpm++", "langevin"))],
         "sample_steps": POSITIVE_INT, "ode_method": ODE_METHOD, "langevin_steps": POSITIVE_INT,
         "langevin_snr": POSITIVE, "likelihood_method": ODE_METHOD, "rtol": POSITIVE, "atol": POSITIVE,
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
@@ -409,6 +416,9 @@ class ScoreModel(TorchGenerativeModel):
                 x = math.sqrt(1 + self.sigma_max**2) * torch.randn(n, d, device=dev)
                 x, nfe = integrate(f, x, math.log(self.sigma_max), math.log(self.sigma_min),
                                    method=method or self.ode_method, steps=steps, rtol=self.rtol, atol=self.atol)
+            elif sampler == "dpm++":
+                x = math.sqrt(1 + self.sigma_max**2) * torch.randn(n, d, device=dev)
+                x, nfe = self._few_step(s, x, steps), steps
             elif sampler == "langevin":
                 sig = geometric_schedule(float(self.sigma_max), float(self.sigma_min), steps)
                 x = math.sqrt(1 + self.sigma_max**2) * torch.randn(n, d, device=dev)
@@ -416,9 +426,28 @@ class ScoreModel(TorchGenerativeModel):
                                         eps=float(self.langevin_snr) * sig[-1] ** 2)
                 x, nfe = res.x, res.nfe
             else:
-                raise ValueError(f"sampler must be 'sde', 'ode' or 'langevin'; got {sampler!r}")
+                raise ValueError(f"sampler must be 'sde', 'ode', 'dpm++' or 'langevin'; got {sampler!r}")
         self.last_nfe_ = nfe * per
         return x
+
+    def _few_step(self, s, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """DPM-Solver++ (2M) on the VE path ``x = x0 + sigma eps``: data prediction ``D = x + sigma^2 s``,
+        one call per step, ``sigma`` on Karras et al.'s (2022) rho = 7 ladder from ``sigma_max`` to
+        ``sigma_min`` (steps crowded towards the data)."""
+        sigmas = karras_sigmas(steps, float(self.sigma_min), float(self.sigma_max))
+
+        def data_fn(xx: torch.Tensor, i: int) -> torch.Tensor:
+            sig = float(sigmas[i])
+            return xx + sig**2 * s(xx, sig)
+
+        return multistep_data_solver(data_fn, x, torch.ones_like(sigmas), sigmas)
+
+    def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
+        """DPM-Solver++ with as many steps as ``nfe`` calls allow (a guided step costs two)."""
+        opts = self._without_budget_options(opts, "steps", "sampler", "method", "sde")
+        g = float(self.guidance if opts.get("guidance") is None else opts["guidance"])
+        per = 2 if labelled and g not in (0.0, 1.0) else 1
+        return {**opts, "sampler": "dpm++", "steps": steps_for_budget(nfe, per)}
 
     def _ode_field(self, s):
         """Probability-flow ODE in log-sigma time: ``dx/du = -sigma^2 s(x, sigma) = x - D(x; sigma)``, u = log sigma."""
@@ -452,10 +481,14 @@ class ScoreModel(TorchGenerativeModel):
         return (torch.cat(out), torch.cat(ses)) if return_se else torch.cat(out)
 
     # ------------------------------------------------------------------ imputation
-    def _impute_std(self, Z, miss, seed, steps: int | None = None, resample: int | None = None):
-        """RePaint (``genzoo.samplers.inpainting.repaint``) on the VE reverse SDE: observed
-        coordinates re-perturbed to the current level, each step repeated ``resample`` times with
-        the exact VE forward jump back in between."""
+    def _impute_std(self, Z, miss, seed, steps: int | None = None, resample: int | None = None,
+                    method: str | None = None):
+        """``method='grid'``: the exact route on the PF-ODE density (base class); 'repaint': RePaint
+        (``genzoo.samplers.inpainting.repaint``) on the VE reverse SDE, observed coordinates
+        re-perturbed to the current level, each step repeated ``resample`` times with the exact VE
+        forward jump back in between (approximate); 'auto': the module docstring's rule."""
+        if density_route(method, Z, miss, "repaint") == "grid":
+            return super()._impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         if steps < 1 or resample < 1:

@@ -107,7 +107,8 @@ class VAE(TorchGenerativeModel):
     iw_samples : int, default=1
         Default K of ``score_samples``: 1 = the ELBO, K > 1 = the importance-weighted bound.
     impute_proposals : int, default=1000
-        Importance samples of ``impute``'s initial draw.
+        Smallest pool of latent proposals per distinct observed row in ``impute``'s importance
+        resampling (rows sharing observed values share a pool of at least 20 per row).
     impute_steps : int, default=50
         Metropolis-within-Gibbs steps of ``impute`` after the initial draw.
     {shared_parameters}
@@ -239,19 +240,24 @@ class VAE(TorchGenerativeModel):
                     steps: int | None = None) -> torch.Tensor:
         """Draw missing coordinates from the model's p(x_miss | x_obs), approximately.
 
-        1. Sampling-importance-resampling (as in Mattei & Frellsen 2019, MIWAE): ``proposals``
-           latents u_j ~ p(u) (labels stratified over classes for a conditional model), weights
-           p(x_obs | u_j, y_j) pi_y, one of them resampled per row; x_miss ~ p(x_miss | u, y).
+        1. Sampling-importance-resampling in latent space (as in Mattei & Frellsen 2019, MIWAE):
+           for each distinct observed row, latents u_j ~ p(u) (labels stratified over classes for
+           a conditional model), weighted by the decoder's likelihood of the observed part
+           p(x_obs | u_j, y_j) pi_y; the rows sharing that observed part are resampled from one
+           pool (systematic resampling), of ``max(proposals, 20 x rows)`` proposals; then
+           x_miss ~ p(x_miss | u, y).
         2. ``steps`` sweeps of Metropolis-within-Gibbs (Mattei & Frellsen 2018): propose
            u' ~ q(u | x_obs, x_miss, y) from the encoder, accept with the Metropolis-Hastings
            ratio p(x | u') p(u') q(u | x) / (p(x | u) p(u) q(u' | x)), then redraw
            x_miss ~ p(x_miss | u) (exact, as the decoder is diagonal).
 
-        Approximations: step 1 is exact only as ``proposals`` grows (the prior is a poor proposal
-        when the observed coordinates pin the latent down sharply); step 2 leaves the right
-        distribution invariant but keeps the label drawn in step 1, so the mix between classes
-        comes from step 1 alone.
+        Step 1 is exact for the model as the pool grows (its effective size is in
+        ``last_impute_ess_``, the smallest over distinct rows); step 2 leaves the model's
+        conditional invariant but keeps the label drawn in step 1. The remaining error on thin
+        modes is the model's own (gaussians8: decoder noise 0.016 against the data's 0.01).
         """
+        from genzoo.samplers.conditional import effective_sample_size, importance_resample
+
         K = int(self.impute_proposals if proposals is None else proposals)
         T = int(self.impute_steps if steps is None else steps)
         if K < 1 or T < 0:
@@ -263,27 +269,40 @@ class VAE(TorchGenerativeModel):
         obs = torch.as_tensor(~miss, device=dev)                                # (n, D) bool
         x = self._tensor(np.where(miss, 0.0, Z))                                 # (n, D), missing = 0
         C = int(self.n_classes_)
+        key = np.nan_to_num(np.where(miss, np.nan, Z), nan=np.inf)
+        _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        group = group.ravel()
+        rng = np.random.default_rng(seed)
+        ess = []
         with torch_seed(seed, dev):
-            # 1. SIR from the prior, in chunks of rows
+            # 1. SIR: one pool of prior proposals per distinct observed row
             u_pick = torch.empty(n, L, device=dev)
             y_pick = torch.zeros(n, dtype=torch.long, device=dev) if C else None
-            rows = max(1, 2 ** 18 // K)
             log_w_class = (torch.as_tensor(np.log(self.class_prior_) + math.log(C), dtype=torch.float32,
                                            device=dev) if C else None)
-            for a in range(0, n, rows):
-                xb, ob = x[a:a + rows], obs[a:a + rows]
-                b = len(xb)
-                u = torch.randn(K, b, L, device=dev)                             # (K, b, L)
-                yk = (torch.arange(K, device=dev) % C).repeat_interleave(b) if C else None  # (K*b,)
-                mu, log_sigma = net.decode(u.reshape(-1, L), yk)                 # (K*b, D)
-                mu, log_sigma = mu.reshape(K, b, d), log_sigma.reshape(K, b, d)
-                lw = gaussian_log_prob(xb * ob, mu * ob, log_sigma * ob)         # observed dims only
+            for g, i in enumerate(first):
+                rows = np.flatnonzero(group == g)
+                k = max(K, 20 * len(rows))
+                lw, us, ys = [], [], []
+                for a in range(0, k, 2 ** 17):
+                    b = min(2 ** 17, k - a)
+                    u = torch.randn(b, L, device=dev)                            # (b, L)
+                    yk = (torch.arange(a, a + b, device=dev) % C) if C else None
+                    mu, log_sigma = net.decode(u, yk)                            # (b, D)
+                    ob = obs[i].expand(b, d)
+                    w = gaussian_log_prob(x[i].expand(b, d) * ob, mu * ob, log_sigma * ob)  # observed dims only
+                    if C:
+                        w = w + log_w_class[yk]
+                    lw.append(w)
+                    us.append(u)
+                    ys.append(yk)
+                lw_np = torch.cat(lw).double().cpu().numpy()
+                ess.append(effective_sample_size(lw_np))
+                idx = torch.as_tensor(importance_resample(lw_np, len(rows), rng), device=dev)
+                rows_t = torch.as_tensor(rows, device=dev)
+                u_pick[rows_t] = torch.cat(us)[idx]
                 if C:
-                    lw = lw + log_w_class[yk.reshape(K, b)]
-                j = torch.argmax(lw - torch.log(-torch.log(torch.rand_like(lw))), 0)  # Gumbel-max resampling
-                u_pick[a:a + rows] = u[j, torch.arange(b, device=dev)]
-                if C:
-                    y_pick[a:a + rows] = j % C
+                    y_pick[rows_t] = torch.cat(ys)[idx]
             mu, log_sigma = net.decode(u_pick, y_pick)
             x = torch.where(obs, x, mu + torch.exp(log_sigma) * torch.randn_like(mu))
             # 2. Metropolis-within-Gibbs on (u, x_miss)
@@ -297,7 +316,8 @@ class VAE(TorchGenerativeModel):
                 u = torch.where(accept[:, None], u_new, u)
                 mu, log_sigma = net.decode(u, y_pick)
                 x = torch.where(obs, x, mu + torch.exp(log_sigma) * torch.randn_like(mu))
-        self.last_nfe_ = K + 4 * T
+        self.last_impute_ess_ = float(min(ess)) if ess else None
+        self.last_nfe_ = max(K, 20) * len(first) / max(n, 1) + 4 * T
         return x
 
     def _no_likelihood_reason(self) -> str:  # pragma: no cover - vae always has a bound

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genzoo.samplers.conditional import density_route
 from genzoo.samplers.ode import VelocityFn
 
 Tensor = torch.Tensor
@@ -145,15 +146,13 @@ class LinearPathImputation:
         :func:`inpaint_linear_path`, which assumes the path marginal ``t x + (1 - t) eps`` of
         independent noise -- exact in the limit for ``coupling='independent'``, but biased
         after minibatch-OT pairing or a reflow, whose noise is correlated with the data (ring,
-        x = 0 observed: |y| 0.74 instead of 0.99); ``'auto'``: grid up to 3 dimensions,
-        RePaint beyond.
+        x = 0 observed: |y| 0.74 instead of 0.99); ``'auto'``: grid up to 3 dimensions and 16
+        distinct rows to fill (the cost guard of :func:`genzoo.samplers.conditional.density_route`:
+        each distinct row costs about a thousand ODE density evaluations), RePaint beyond.
         """
         from genzoo.base import torch_seed  # the estimator contract, imported only when used
 
-        method = method or self.impute_method
-        if method not in ("auto", "grid", "repaint"):
-            raise ValueError(f"impute_method must be 'auto', 'grid' or 'repaint'; got {method!r}")
-        if method == "grid" or (method == "auto" and int(self.n_features_in_) <= 3):
+        if density_route(method or self.impute_method, Z, miss, "repaint") == "grid":
             return super()._impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)

@@ -68,8 +68,8 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_unknown_extension(tmp_path: Path) -> None:
-    p = _write(tmp_path / "d.txt", _csv_rows(DATA))
-    with pytest.raises(ValueError, match=r"unsupported file type '\.txt'.*\.csv, \.npy, \.parquet"):
+    p = _write(tmp_path / "d.dat", _csv_rows(DATA))
+    with pytest.raises(ValueError, match=r"unsupported file type '\.dat'.*\.csv, \.npy, \.parquet"):
         load_file(p)
 
 

@@ -79,7 +79,7 @@ def test_fit_is_deterministic(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_save_load_roundtrip(family, tmp_path):
     m = fitted(family)
-    path = tmp_path / "model.gz"
+    path = tmp_path / "model.genzoo"
     m.save(path)
     m2 = gz.load(path)
     assert type(m2) is type(m) and m2.get_params() == m.get_params()
@@ -189,7 +189,7 @@ def test_bad_input_raises_clear_errors(family, tmp_path):
 def test_unknown_family_and_bad_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="unknown family"):
         gz.make("no_such_family")
-    junk = tmp_path / "junk.gz"
+    junk = tmp_path / "junk.genzoo"
     junk.write_bytes(b"definitely not a model")
     with pytest.raises(ValueError, match="not a genzoo model"):
         gz.load(junk)
@@ -200,12 +200,12 @@ def test_unknown_family_and_bad_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="not a genzoo model"):
         gz.load(foreign)
     with pytest.raises(FileNotFoundError):
-        gz.load(tmp_path / "missing.gz")
+        gz.load(tmp_path / "missing.genzoo")
 
 
 def test_truncated_checkpoint_is_rejected(tmp_path):
     m = fitted("gmm")
-    path = tmp_path / "m.gz"
+    path = tmp_path / "m.genzoo"
     m.save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -90,8 +90,8 @@ def test_multistep_is_not_worse_than_one_step(taught):
 
 def test_student_saves_and_loads_without_its_teacher(taught, tmp_path):
     fam, m = taught
-    m.save(tmp_path / "m.gz")
-    back = gz.load(tmp_path / "m.gz")
+    m.save(tmp_path / "m.genzoo")
+    back = gz.load(tmp_path / "m.genzoo")
     np.testing.assert_allclose(back.sample(50, random_state=3), m.sample(50, random_state=3), atol=1e-6)
     assert back.teacher is None and (m.teacher is None) == (fam is None)
 
