@@ -19,19 +19,38 @@ STEP_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def infill_panel(model, dist, n: int, seed: int, run_dir: str) -> dict[str, float]:
-    """Impute one coordinate given the other on a few slices; compare with the true conditional."""
+    """Impute x1 given x0 on the quantile slices and the rare ones (tails, between modes, smallest
+    mode); compare with the true conditional. A family with a second, approximate imputation
+    method (``approximate_impute``: RePaint beside the exact density route, ...) is measured with
+    it too, on the same slices, so the report shows that method's bias."""
     from genzoo.metrics import infill_metrics
 
     if dist is None or dist.dim != 2 or "impute" not in model.capabilities:
         return {}
-    res = infill_metrics(model, dist, n_slices=3, n_per_slice=max(100, n // 10), random_state=seed)
+    kw = dict(n_slices=3, n_per_slice=max(100, n // 10), random_state=seed, coords=(0,))
+    res = infill_metrics(model, dist, **kw)
+    out = {k: v for k, v in res.items() if isinstance(v, float)}
     arrays = {}
     for i, s in enumerate(res["slices"]):
         arrays[f"s{i}_imputed"] = np.asarray(s["imputed"], np.float32)
         arrays[f"s{i}_true"] = np.asarray(s["true"], np.float32)
         arrays[f"s{i}_meta"] = np.array([s["coord"], s["value"], s["w1"], s["w1_floor"]], np.float64)
+        arrays[f"s{i}_kind"] = np.array(s["kind"])
+    alt = getattr(model, "approximate_impute", None)
+    if alt:
+        try:
+            res_alt = infill_metrics(model, dist, impute_options={"method": alt}, **kw)
+        except (UnsupportedError, ValueError):
+            res_alt = None
+        if res_alt is not None:
+            out["infill_approx_w1_ratio"] = res_alt["infill_w1_ratio"]
+            out["infill_approx_w1_ratio_worst"] = res_alt["infill_w1_ratio_worst"]
+            arrays["approx_method"] = np.array(alt)
+            for i, s in enumerate(res_alt["slices"]):
+                arrays[f"s{i}_approx"] = np.asarray(s["imputed"], np.float32)
+                arrays[f"s{i}_approx_w1"] = np.array(s["w1"], np.float64)
     np.savez_compressed(os.path.join(run_dir, "infill.npz"), **arrays)
-    return {k: v for k, v in res.items() if isinstance(v, float)}
+    return out
 
 
 def conditioning_panel(model, dist, n: int, seed: int, run_dir: str) -> dict[str, float]:

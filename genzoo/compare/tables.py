@@ -26,6 +26,8 @@ METRICS: list[tuple[str, str, bool]] = [
     ("nll", "NLL (nats)", False),
     ("nll_gap", "NLL - H", False),
     ("infill_w1", "infill W1", False),
+    ("infill_w1_ratio_worst", "infill worst W1/floor", False),
+    ("infill_approx_w1_ratio_worst", "infill worst W1/floor, approx. method", False),
     ("infill_cov90_dev", "infill |cover90 - 0.9|", False),
     ("cond_alignment", "cond. alignment", True),
     ("cond_recall", "cond. recall", True),

@@ -33,7 +33,7 @@ from genzoo.errors import UnsupportedError
 from genzoo.training import EMA, descend, train
 
 #: strings held out for validation at most (the rest of ``validation_fraction`` stays in training)
-MAX_VAL_STRINGS = 1000
+MAX_VAL_STRINGS = 500
 #: rows of one row-pack hold this many strings of the maximum length
 PACK_FACTOR = 4
 TEXT_GRAD_CLIP = 1.0
@@ -204,9 +204,13 @@ class TextFamily:
         order = np.random.default_rng(seed).permutation(len(words))
         ids = [spec.encode(words[i]) for i in order]
         starts = [spec.start_id(None if labels is None else int(labels[i])) for i in order]
-        rows = pack(ids, starts, self._row_len, targets=self._text_targets)
+        row_len = PACK_FACTOR * (spec.max_len + 1)
+        rows = pack(ids, starts, row_len, targets=self._text_targets)
+        if len(rows) < 8:  # a handful of strings: about one per row, so that some can be held out
+            row_len = spec.max_len + 1
+            rows = pack(ids, starts, row_len, targets=self._text_targets)
         vf = min(float(self.validation_fraction or 0.0), MAX_VAL_STRINGS / len(words))
-        per_step = max(1, int(self.text_batch) // self._row_len)
+        per_step = max(1, int(self.text_batch) // row_len)
         self._progress = progress  # read by _default_phase
         try:
             phase = self._default_phase(
@@ -225,10 +229,6 @@ class TextFamily:
 
     def _text_prepare(self, words: list[str], labels: np.ndarray | None) -> None:
         """Hook: fit what the model computes from the strings before training (e.g. a length model)."""
-
-    @property
-    def _row_len(self) -> int:
-        return PACK_FACTOR * (self.text_spec_.max_len + 1)
 
     def _text_setup(self, rows: np.ndarray) -> None:
         self.module_ = self._text_build(self.text_spec_, int(self.n_classes_)).to(torch.device(self.device_))

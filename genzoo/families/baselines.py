@@ -320,7 +320,8 @@ class KDE(_PerClassModel):
         """
         parts = self._marginal_parts()
         data = [np.asarray(m.tree_.data) for _, m in parts]
-        lw = np.concatenate([np.full(len(x), np.log(max(pi, 1e-300)) - np.log(len(x))) for (pi, _), x in zip(parts, data)])
+        lw = np.concatenate([np.full(len(x), np.log(max(pi, 1e-300)) - np.log(len(x)))
+                             for (pi, _), x in zip(parts, data)])
         return isotropic_mixture_conditional(np.concatenate(data), float(parts[0][1].bandwidth), Z, miss,
                                              np.random.default_rng(seed), lw)
 

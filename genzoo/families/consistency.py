@@ -276,6 +276,7 @@ class Consistency(TorchGenerativeModel):
 
     likelihood_kind = "none"
     _capabilities = frozenset({"sample", "impute", "conditional"})
+    approximate_impute = "paste"  # the other impute method, which the report measures too
     summary = "consistency model: 1-4 step sampler distilled from a flow/diffusion ODE (or trained alone)"
     budget_params = {"max_steps": 50, "teacher_steps": 50, "pool_size": 1000}  # student, teacher, trajectories
     _parameter_constraints = {
@@ -579,7 +580,7 @@ class Consistency(TorchGenerativeModel):
 
         ``method='nearest'`` (default): ``max(pool, 64 n)`` draws of the model's own multistep
         sampler (``sample_steps`` steps, the class marginal for a labelled fit) form a pool; a
-        row takes the missing coordinates of one of its ``max(256, 4 r)`` pool draws nearest in
+        row takes the missing coordinates of one of its ``max(256, r)`` pool draws nearest in
         the observed coordinates (r: rows sharing its observed values; systematic resampling),
         a k-nearest-neighbour estimate of the model's conditional, exact for the model as the
         pool grows (:func:`genzoo.samplers.conditional.nearest_conditional`); ``pool`` defaults
@@ -600,7 +601,7 @@ class Consistency(TorchGenerativeModel):
         rng = np.random.default_rng(seed)
         y = rng.choice(self.n_classes_, size=M, p=self.class_prior_) if self.n_classes_ else None
         draws = _to_numpy(self._sample_std(M, y, int(rng.integers(2**62))))  # (M, D), the model's samples
-        out = nearest_conditional(draws, Z, miss, rng, k=256, per_row=4)
+        out = nearest_conditional(draws, Z, miss, rng, k=256, per_row=1)
         self.last_nfe_ = M * int(self.sample_steps) / max(n, 1)
         return out
 

@@ -185,6 +185,8 @@ class Diffusion(TorchGenerativeModel):
     likelihood_kind = TraceLikelihoodKind()  # "estimate" when fitted on > 10 features (seeded Hutchinson trace)
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
+    #: ``impute(method=...)`` of the approximate route the report measures beside the exact one
+    approximate_impute = "repaint"
     summary = "DDPM (cosine schedule, v-prediction): ancestral/DDIM sampling, guidance, PF-ODE likelihood"
     _parameter_constraints = {
         **TRAINING, "schedule": [Options(("cosine", "logsnr", "linear", "ddpm_linear", "ddpm_cosine")),

@@ -41,8 +41,10 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   the continuous normalising flow the sampler integrates, up to solver error. On a model
   fitted with labels, ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)``
   that ``sample(n)`` draws (``null_label=True``: the null-label density).
-- Imputation (``impute_method``): up to 3 dimensions, the base class's grid inverse-CDF
-  Gibbs sampler on the exact ODE density. Beyond, RePaint (Lugmayr et al. 2022) adapted to
+- Imputation (``impute_method``): up to 3 dimensions and 16 distinct rows to fill (the cost
+  guard: each distinct row costs about a thousand ODE density evaluations), the base class's
+  adaptive-grid inverse-CDF (Gibbs sweeps for several missing coordinates) on the exact ODE
+  density: exact for the model up to solver and grid error. Beyond, RePaint (Lugmayr et al. 2022) adapted to
   the linear path: the observed coordinates are replaced by fresh draws from their path
   marginal ``t x_obs + (1 - t) eps`` before every stochastic step, each step repeated
   ``resample`` times with an exact jump back in between. That marginal is the one of
@@ -141,8 +143,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     atol : float, default=1e-5
         Absolute tolerance of the adaptive ('dopri5') solves.
     impute_method : str, default='auto'
-        'grid' (Gibbs on the exact ODE density, up to 3 dimensions), 'repaint' or 'auto' (grid up to 3
-        dimensions, else RePaint).
+        'grid' (inverse CDF / Gibbs on the exact ODE density), 'repaint' or 'auto' (grid up to 3
+        dimensions and 16 distinct rows to fill, else RePaint).
     impute_steps : int, default=50
         Reverse steps of RePaint imputation.
     resample : int, default=10

@@ -145,8 +145,8 @@ class RectifiedFlow(FlowMatching):
     atol : float, default=1e-5
         Absolute tolerance of the adaptive ('dopri5') solves.
     impute_method : str, default='auto'
-        'grid' (Gibbs on the exact ODE density, up to 3 dimensions), 'repaint' or 'auto' (grid up to 3
-        dimensions, else RePaint).
+        'grid' (inverse CDF / Gibbs on the exact ODE density), 'repaint' or 'auto' (grid up to 3
+        dimensions and 16 distinct rows to fill, else RePaint).
     impute_steps : int, default=50
         Reverse steps of RePaint imputation.
     resample : int, default=10

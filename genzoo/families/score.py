@@ -227,6 +227,7 @@ class ScoreModel(TorchGenerativeModel):
     likelihood_kind: ClassVar[TraceLikelihoodKind] = TraceLikelihoodKind()
     _capabilities = frozenset({"sample", "log_prob", "impute", "conditional"})
     _has_null_label = True
+    approximate_impute = "repaint"  # the impute method the report measures beside the exact route
     summary = "score-based SDE model: DSM, reverse SDE (VP/VE), PF-ODE and annealed Langevin; PF-ODE likelihood"
     _parameter_constraints = {
         **TRAINING, "sde": [Options(("vp", "ve"))], "sigma_min": POSITIVE, "sigma_max": POSITIVE,

@@ -117,8 +117,9 @@ class TextAutoregressive(TextFamily):
                     tgt[j, :len(ids[i]) + 1] = torch.tensor([*ids[i], END], dtype=torch.long)
                 tok[:, 0] = self._starts(None if labels is None else labels[rows], len(rows), "cpu")
                 lp = self._text_next_log_probs(tok.to(dev))
-                ll = lp.gather(2, tgt.clamp(min=0).to(dev)[..., None])[..., 0] * (tgt >= 0).to(dev)
-                out[rows] = ll.double().sum(1).cpu().numpy()
+                tgt = tgt.to(dev)
+                ll = lp.gather(2, tgt.clamp(min=0)[..., None])[..., 0]
+                out[rows] = torch.where(tgt >= 0, ll, 0.0).double().sum(1).cpu().numpy()
         return out
 
     # ------------------------------------------------------------------ sampling
@@ -128,13 +129,14 @@ class TextAutoregressive(TextFamily):
 
         def fn(body: torch.Tensor, lab: torch.Tensor | None) -> torch.Tensor:
             start = self._starts(lab, len(body), body.device)  # (B,) the label rides on the start token
-            return self._text_next_log_probs(torch.cat([start[:, None], body], 1))[:, -1]
+            return F.log_softmax(self.module_(torch.cat([start[:, None], body], 1))[:, -1].float(), -1)
 
         f, cost = guided(fn, labels, guidance, null)
         return (lambda body: F.log_softmax(f(body), -1)), cost
 
     def _text_sample(self, n: int, labels: np.ndarray | None, seed: int, guidance: float | None = None) -> list[str]:
-        """Ancestral sampling, all strings in one batch, one pass (two with guidance) per character."""
+        """Ancestral sampling, all strings in one batch, one pass (two with guidance) per character;
+        after ``max_len`` characters the end is certain and costs no pass."""
         spec, dev = self.text_spec_, torch.device(self.device_)
         g = float(self.guidance if guidance is None else guidance)
         lab = None if labels is None else torch.as_tensor(labels, dtype=torch.long, device=dev)
@@ -143,7 +145,7 @@ class TextAutoregressive(TextFamily):
         alive = torch.ones(n, dtype=torch.bool, device=dev)
         nfe = 0
         with torch_seed(seed, dev):
-            for _ in range(spec.max_len + 1):
+            for _ in range(spec.max_len):
                 c = torch.where(alive, categorical(f(body)), END)  # (n,)
                 nfe += cost
                 body = torch.cat([body, c[:, None]], 1)

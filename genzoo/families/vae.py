@@ -109,8 +109,9 @@ class VAE(TorchGenerativeModel):
     impute_proposals : int, default=1000
         Smallest pool of latent proposals per distinct observed row in ``impute``'s importance
         resampling (rows sharing observed values share a pool of at least 20 per row).
-    impute_steps : int, default=50
-        Metropolis-within-Gibbs steps of ``impute`` after the initial draw.
+    impute_steps : int, default=10
+        Metropolis-within-Gibbs steps of ``impute`` after the initial draw (the importance
+        resampling is already near-exact for the model; the steps refresh repeated particles).
     {shared_parameters}
 
     Examples
@@ -133,7 +134,7 @@ class VAE(TorchGenerativeModel):
 
     def __init__(self, *, latent_dim: int | None = None, hidden: int = 128, layers: int = 3, min_std: float = 1e-3,
                  kl_warmup: float = 0.2, iw_samples: int = 1, impute_proposals: int = 1000,
-                 impute_steps: int = 50, max_steps: int = 10_000, batch_size: int = 256,
+                 impute_steps: int = 10, max_steps: int = 10_000, batch_size: int = 256,
                  lr: float = 2e-3, validation_fraction: float = 0.1, early_stopping: bool = True,
                  patience: int = 10, random_state=None, device: str = "auto", verbose: int = 0):
         self.latent_dim = latent_dim

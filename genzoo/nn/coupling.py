@@ -147,7 +147,8 @@ def _ndtri_log(lp: torch.Tensor) -> torch.Tensor:
 
 def mixture_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor, *,
                 inverse: bool = False, background: float = 1e-3,
-                min_log_scale: float = -8.0, max_log_scale: float = math.log(2.0)) -> tuple[torch.Tensor, torch.Tensor]:
+                min_log_scale: float = -8.0, max_log_scale: float = math.log(2.0), logdet: bool = True,
+                tol: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Elementwise ``y = Phi^-1(F(x))``, ``F`` the CDF of a 1-D Gaussian mixture; with its inverse.
 
     The Gaussianisation layer of Meng et al., "Gaussianization Flows" (AISTATS 2020), used as
@@ -157,67 +158,177 @@ def mixture_cdf(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor, log_
     several bins per mode). ``x``: (...,); ``logits``, ``means``, ``log_scales``: (..., K).
     A fixed background component N(0, 2^2) of weight ``background`` keeps the map's tails
     tame (far from every learned component it is a shifted identity, not a cliff) at a cost
-    of at most ``background`` nats. Computed in float64 in log space (``log_ndtr``).
-    Returns ``(y, log|dy/dx|)`` forward; with ``inverse=True`` it solves for ``x`` (the map is
-    strictly increasing): bisection between the smallest and the largest component quantile
-    ``mu_k + s_k y`` (which bracket the mixture's quantile), then Newton steps on the log of the
-    smaller tail, and returns ``(x, log|dy/dx| at x)``.
+    of at most ``background`` nats. The forward map is computed in float64 in log space
+    (``log_ndtr``). Returns ``(y, log|dy/dx|)`` forward; with ``inverse=True`` it solves for ``x`` (the map is
+    strictly increasing) by :func:`_mixture_quantile`, to a last Newton step ``<= tol * (1 + |x|)``
+    (default 1e-6 for float32 ``x``, whose 7 digits that step's square leaves untouched, 1e-12
+    otherwise), and returns ``(x, log|dy/dx| at x)``; ``logdet=False`` skips that last
+    evaluation (zeros instead), for sampling, which needs only ``x``.
     """
     dt = x.dtype
     x = x.double()
-    lw = torch.log_softmax(logits.double(), -1) + math.log1p(-background)
-    ls = log_scales.double().clamp(min_log_scale, max_log_scale)
-    bg = torch.ones_like(lw[..., :1])
-    lw = torch.cat([lw, bg * math.log(background)], -1)  # (..., K + 1)
-    mu = torch.cat([means.double(), bg * 0.0], -1)
-    ls = torch.cat([ls, bg * math.log(2.0)], -1)
-    inv_s = torch.exp(-ls)
-
-    def log_cdfs(z):  # log F, log(1 - F) from the standardised distances z: (..., K + 1)
-        return (torch.logsumexp(lw + torch.special.log_ndtr(z), -1),
-                torch.logsumexp(lw + torch.special.log_ndtr(-z), -1))
+    bg = torch.ones_like(means[..., :1], dtype=torch.float64)  # the background component: (..., 1)
+    mu = torch.cat([means.double(), bg * 0.0], -1)  # (..., K + 1)
+    ls = torch.cat([log_scales.double().clamp(min_log_scale, max_log_scale), bg * math.log(2.0)], -1)
 
     def forward(v):
-        z = (v[..., None] - mu) * inv_s
-        lf, lg = log_cdfs(z)
+        lw = torch.log_softmax(logits.double(), -1) + math.log1p(-background)
+        lw = torch.cat([lw, bg * math.log(background)], -1)  # (..., K + 1)
+        z = (v[..., None] - mu) * torch.exp(-ls)  # standardised distances: (..., K + 1)
+        lf = torch.logsumexp(lw + torch.special.log_ndtr(z), -1)  # log F
+        lg = torch.logsumexp(lw + torch.special.log_ndtr(-z), -1)  # log(1 - F)
         q = _ndtri_log(torch.minimum(lf, lg))  # Phi^-1 of the smaller tail, then the sign
         y = torch.where(lf < lg, q, -q)
         log_pdf = torch.logsumexp(lw - 0.5 * z * z - ls, -1) - 0.5 * _LOG_2PI
         return y, log_pdf + 0.5 * y * y + 0.5 * _LOG_2PI  # log f(x) - log phi(y)
 
     if not inverse:
-        y, logdet = forward(x)
-        return y.to(dt), logdet.to(dt)
-    with torch.no_grad():
-        # F is a weighted mean of the component CDFs, so its Phi(y)-quantile lies between the
-        # components' own quantiles mu_k + s_k y: the smallest and largest bracket it (tightly)
-        y = x
-        q = mu + torch.exp(ls) * y[..., None]  # (..., K + 1)
-        lo, hi = q.amin(-1), q.amax(-1)
-        neg = y < 0
-        sign = torch.where(neg, 1.0, -1.0).to(y)[..., None]  # compare the tail that is small
-        target = torch.special.log_ndtr(-y.abs())  # log Phi(y) for y < 0, log(1 - Phi(y)) otherwise
+        y, ld = forward(x)
+        return y.to(dt), ld.to(dt)
+    if tol is None:
+        tol = 1e-6 if dt == torch.float32 else 1e-12
+    with torch.no_grad():  # the weights in linear space (a softmax by hand: faster over a short last axis)
+        e = logits.double()
+        e = torch.exp(e - e.amax(-1, keepdim=True))
+        w = torch.cat([e * ((1 - background) / e.sum(-1, keepdim=True)), bg * background], -1)
+        xs = _mixture_quantile(x, w, mu, ls, tol)
+    if not logdet:
+        return xs.to(dt), torch.zeros_like(xs, dtype=dt)
+    _, ld = forward(xs)
+    return xs.to(dt), ld.to(dt)
 
-        def gap(v, slope=False):  # log tail(v) - target (increasing in v for y < 0, else decreasing)
-            z = (v[..., None] - mu) * inv_s
-            tail = torch.logsumexp(lw + torch.special.log_ndtr(sign * z), -1)
-            if not slope:
-                return tail - target
-            log_pdf = torch.logsumexp(lw - 0.5 * z * z - ls, -1) - 0.5 * _LOG_2PI
-            return tail - target, sign[..., 0] * torch.exp(log_pdf - tail)
 
-        for _ in range(12):  # bisection narrows the bracket 4096-fold ...
-            mid = 0.5 * (lo + hi)
-            g = gap(mid)
-            below = torch.where(neg, g < 0, g > 0)  # F(mid) < Phi(y)
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        xs = 0.5 * (lo + hi)
-        for _ in range(5):  # ... then Newton on the log tail converges quadratically, kept inside it
-            g, slope = gap(xs, slope=True)
-            step = xs - g / slope
-            xs = torch.where(torch.isfinite(step), step, xs).clamp(lo, hi)
-    _, logdet = forward(xs)
-    return xs.to(dt), logdet.to(dt)
+_SQRT_HALF = math.sqrt(0.5)
+_FAR = 30.0  # |y| beyond which Phi(-|y|) (< 1e-197) is solved in log space
+
+
+def _mixture_quantile(y: torch.Tensor, w: torch.Tensor, mu: torch.Tensor, ls: torch.Tensor,
+                      tol: float) -> torch.Tensor:
+    """The ``x`` with ``F(x) = Phi(y)``, ``F`` the mixture CDF of :func:`mixture_cdf` (float64, no grad).
+
+    ``y``: (...,); ``w``, ``mu``, ``ls``: (..., K) weights, means, log-scales. Solves for
+    the smaller tail, mirrored so that it is always a lower tail ``G(v) = Phi(t)``, ``t = -|y|``
+    (``v = -x`` where ``y > 0``), in linear space with ``erfc`` (several times cheaper than
+    ``log_ndtr``, and exact in the relative sense down to ~1e-300; rows with ``|y| > 30`` go
+    to :func:`_mixture_quantile_log`).
+
+    The root lies in ``[min_k, max_k](mu_k + s_k t)`` (``F`` is a weighted mean of the
+    component CDFs); from the middle of that bracket, :func:`_safe_newton` in float32 (erfc
+    and exp cost a quarter of float64's) to ~1e-5, then in float64 until a Newton step moves
+    ``x`` by at most ``tol * (1 + |x|)``; as Newton converges quadratically, the error left is
+    about that step squared over the scale of the narrowest component nearby. (float32
+    alone is off by hundreds of float32 ulps on some rows, hence the float64 finish.)
+    """
+    shape = y.shape
+    K = w.shape[-1]
+    y, w, mu, ls = y.reshape(-1), w.reshape(-1, K), mu.reshape(-1, K), ls.reshape(-1, K)
+    far = y.abs() > _FAR
+    out = None
+    if bool(far.any()):
+        out = torch.empty_like(y)
+        out[far] = _mixture_quantile_log(y[far], torch.log(w[far]), mu[far], ls[far])
+        y, w, mu, ls = y[~far], w[~far], mu[~far], ls[~far]
+
+    sign = torch.where(y < 0, 1.0, -1.0).to(y)  # mirror: solve the lower tail of the mirrored mixture
+    t = -y.abs()
+    m = mu * sign[:, None]  # (N, K)
+    s = torch.exp(ls)
+    q = torch.addcmul(m, s, t[:, None])  # the components' own Phi(t)-quantiles bracket the mixture's
+    lo, hi = q.amin(-1), q.amax(-1)
+    # u = (m - v) / (s sqrt 2) = a - v r: G(v) = sum_k w_k erfc(u_k) / 2, G'(v) = sum_k c_k exp(-u_k^2)
+    r = s.reciprocal_().mul_(_SQRT_HALF)
+    a = m.mul_(r)
+    c = (w * r).mul_(1 / math.sqrt(math.pi))
+    log_target = torch.log(0.5 * torch.erfc(-_SQRT_HALF * t))  # log Phi(t), Phi(t) in (1e-197, 0.5]
+    coef = (a, r, w, c, log_target)
+    v = 0.5 * (lo + hi)  # (a smarter start, from the components sorted by mean, was no faster)
+    v = _safe_newton(v.float(), lo.float(), hi.float(), [z.float() for z in coef], 1e-5, 40)
+    v = _safe_newton(v.double().clamp(lo, hi), lo, hi, coef, tol, 100)
+    v = v * sign
+    if out is None:
+        return v.reshape(shape)
+    out[~far] = v
+    return out.reshape(shape)
+
+
+def _safe_newton(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, coef, tol: float,
+                 max_iter: int) -> torch.Tensor:
+    """Solve ``log G(v) = log Phi(t)`` per row (see :func:`_mixture_quantile`) inside ``[lo, hi]``.
+
+    Newton steps on ``log G`` (``d log G / dv = G' / G``) with the safeguard of Press et al.'s
+    ``rtsafe`` (*Numerical Recipes*): bisect whenever Newton would leave the bracket or would
+    not halve the step before last. A row stops when its step is ``<= tol * (1 + |v|)``; rows
+    that stop are frozen, and dropped from the batch once a quarter have (so the few slow
+    rows cost little). Works in the dtype of its inputs; ``coef`` = ``(a, r, w, c, log Phi(t))``.
+    ``|u|`` is clipped where erfc and exp would turn subnormal or zero (about ten times slower
+    on x86), i.e. where the terms are below 1e-36 (float32) or 1e-294 (float64) of one: nothing
+    next to ``Phi(t) > 1e-197`` (float32 rows with ``|y| > 12`` are left to the float64 pass).
+    """
+    a, r, w, c, log_target = coef
+    lim = 9.0 if v.dtype == torch.float32 else 26.0  # erfc(lim), exp(-lim^2) still normal numbers
+    n = len(v)
+    res = v.clone()
+    rows = torch.arange(n, device=v.device)
+    frozen = torch.zeros(n, dtype=torch.bool, device=v.device)
+    step_before = hi - lo
+    for _ in range(max_iter):
+        u = torch.addcmul(a, v[:, None], r, value=-1).clamp_(-lim, lim)  # (n, K)
+        G = 0.5 * torch.linalg.vecdot(torch.erfc(u), w)
+        slope = torch.linalg.vecdot(u.mul_(u).neg_().exp_(), c)
+        gap = torch.log(G) - log_target  # < 0: the root lies above v
+        lo, hi = torch.where(gap < 0, v, lo), torch.where(gap > 0, v, hi)
+        step = gap * G / slope
+        new = v - step
+        bisect = ~((new >= lo) & (new <= hi)) | (2 * step.abs() > step_before)  # NaN steps bisect too
+        new = torch.where(bisect, 0.5 * (lo + hi), new)
+        new = torch.where(frozen, v, new)
+        step_before = torch.where(bisect, 0.5 * (hi - lo), step.abs())
+        frozen |= ((new - v).abs() <= tol * (1 + new.abs())) | (gap == 0)
+        v = new
+        n_frozen = int(frozen.sum())
+        if 4 * n_frozen >= len(v):
+            if n_frozen == len(v):
+                return res.index_copy_(0, rows, v)
+            done, keep = frozen.nonzero()[:, 0], (~frozen).nonzero()[:, 0]
+            res.index_copy_(0, rows[done], v[done])
+            rows, v, lo, hi, step_before, a, r, w, c, log_target = (
+                z.index_select(0, keep) for z in (rows, v, lo, hi, step_before, a, r, w, c, log_target))
+            frozen = torch.zeros(len(v), dtype=torch.bool, device=v.device)
+    return res.index_copy_(0, rows, v)  # not reached in practice: max_iter bisections pass any tolerance
+
+
+def _mixture_quantile_log(y: torch.Tensor, lw: torch.Tensor, mu: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """:func:`_mixture_quantile` in log space (``log_ndtr``), for the far tails (``|y| > 30``).
+
+    Bisection between the smallest and the largest component quantile ``mu_k + s_k y``, then
+    Newton steps on the log of the smaller tail, kept inside the bracket.
+    """
+    inv_s = torch.exp(-ls)
+    q = mu + torch.exp(ls) * y[..., None]  # (..., K)
+    lo, hi = q.amin(-1), q.amax(-1)
+    neg = y < 0
+    sign = torch.where(neg, 1.0, -1.0).to(y)[..., None]  # compare the tail that is small
+    target = torch.special.log_ndtr(-y.abs())  # log Phi(y) for y < 0, log(1 - Phi(y)) otherwise
+
+    def gap(v, slope=False):  # log tail(v) - target (increasing in v for y < 0, else decreasing)
+        z = (v[..., None] - mu) * inv_s
+        tail = torch.logsumexp(lw + torch.special.log_ndtr(sign * z), -1)
+        if not slope:
+            return tail - target
+        log_pdf = torch.logsumexp(lw - 0.5 * z * z - ls, -1) - 0.5 * _LOG_2PI
+        return tail - target, sign[..., 0] * torch.exp(log_pdf - tail)
+
+    for _ in range(40):  # bisection ...
+        mid = 0.5 * (lo + hi)
+        g = gap(mid)
+        below = torch.where(neg, g < 0, g > 0)  # F(mid) < Phi(y)
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    xs = 0.5 * (lo + hi)
+    for _ in range(5):  # ... then Newton on the log tail, kept inside the bracket
+        g, slope = gap(xs, slope=True)
+        step = xs - g / slope
+        xs = torch.where(torch.isfinite(step), step, xs).clamp(lo, hi)
+    return xs
 
 
 def mixture_init(v: torch.Tensor, components: int, seed: int = 0, max_rows: int = 4000) -> torch.Tensor:
@@ -324,12 +435,13 @@ class _Coupling(nn.Module):
         p = self.net(x[:, self.cond_idx], context)  # (B, T * P)
         return p.reshape(len(x), len(self.trans_idx), self.n_params)  # (B, T, P)
 
-    def _transform(self, v: torch.Tensor, p: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _transform(self, v: torch.Tensor, p: torch.Tensor, inverse: bool,
+                   logdet: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def _run(self, x: torch.Tensor, context: torch.Tensor | None, inverse: bool):
+    def _run(self, x: torch.Tensor, context: torch.Tensor | None, inverse: bool, logdet: bool = True):
         p = self._params(x, context)
-        v, logdet = self._transform(x[:, self.trans_idx], p, inverse)  # (B, T), (B, T)
+        v, logdet = self._transform(x[:, self.trans_idx], p, inverse, logdet)  # (B, T), (B, T)
         out = x.clone()
         out[:, self.trans_idx] = v
         return out, logdet.sum(-1)
@@ -337,8 +449,9 @@ class _Coupling(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
         return self._run(x, context, inverse=False)
 
-    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
-        return self._run(u, context, inverse=True)
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None, *, logdet: bool = True):
+        """``(x, logdet)``; ``logdet=False`` lets a block skip work that only the log-determinant needs."""
+        return self._run(u, context, inverse=True, logdet=logdet)
 
 
 class AffineCoupling(_Coupling):
@@ -349,7 +462,7 @@ class AffineCoupling(_Coupling):
         super().__init__(dim, cond_idx, trans_idx, 2, hidden, blocks, context_dim, fourier)
         self.clamp = clamp
 
-    def _transform(self, v, p, inverse):
+    def _transform(self, v, p, inverse, logdet=True):
         s = self.clamp * torch.tanh(p[..., 0] / self.clamp)  # (B, T) log-scale
         t = p[..., 1]
         if inverse:
@@ -370,7 +483,7 @@ class SplineCoupling(_Coupling):
         self.bins = bins
         self.bound = bound
 
-    def _transform(self, v, p, inverse):
+    def _transform(self, v, p, inverse, logdet=True):
         K = self.bins
         return rq_spline(v, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse, bound=self.bound)
 
@@ -403,9 +516,9 @@ class MixtureCDFCoupling(_Coupling):
         with torch.no_grad():
             self.net.out[1].bias.copy_(mixture_identity(components).repeat(len(trans_idx)))
 
-    def _transform(self, v, p, inverse):
+    def _transform(self, v, p, inverse, logdet=True):
         K = self.components
-        return mixture_cdf(v, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse)
+        return mixture_cdf(v, p[..., :K], p[..., K:2 * K], p[..., 2 * K:], inverse=inverse, logdet=logdet)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, context: torch.Tensor | None = None) -> None:
@@ -434,7 +547,7 @@ class ActNorm(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):
         return (x - self.shift) * torch.exp(-self.log_scale), (-self.log_scale).sum().expand(len(x))
 
-    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None, *, logdet: bool = True):
         return u * torch.exp(self.log_scale) + self.shift, (-self.log_scale).sum().expand(len(u))
 
 
@@ -452,11 +565,13 @@ class InvertibleSequence(nn.Module):
             total = total + ld
         return x, total
 
-    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None):
+    def inverse(self, u: torch.Tensor, context: torch.Tensor | None = None, *, logdet: bool = True):
+        """``(x, logdet)``; with ``logdet=False`` (sampling) the blocks may skip it and it is not summed."""
         total = torch.zeros(len(u), device=u.device, dtype=u.dtype)
         for b in reversed(self.blocks):
-            u, ld = b.inverse(u, context)
-            total = total + ld
+            u, ld = b.inverse(u, context, logdet=logdet)
+            if logdet:
+                total = total + ld
         return u, total
 
     @torch.no_grad()

@@ -117,7 +117,8 @@ def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[t
 
 
 def infill_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
-    """Per family, imputed draws (red) against true conditional draws (grey) on three slices."""
+    """Per family, imputed draws (red) against true conditional draws (grey) on each slice; the
+    family's approximate method (blue, dashed), where it has one, on the same slices."""
     rows = [(f, _load_npz(out, _first_ok(records, f), "infill.npz")) for f in fams]
     rows = [(f, z) for f, z in rows if z is not None]
     if not rows:
@@ -127,21 +128,32 @@ def infill_figure(out: str, records: list[dict], fams: list[str]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_sl = max(int(k[1:].split("_")[0]) for k in rows[0][1].files) + 1
+    n_sl = max(int(k[1:].split("_")[0]) for k in rows[0][1].files if k[0] == "s" and k[1].isdigit()) + 1
     fig, axes = plt.subplots(len(rows), n_sl, figsize=(2.3 * n_sl, 1.5 * len(rows)), squeeze=False)
     for i, (fam, z) in enumerate(rows):
         for j in range(n_sl):
             ax = axes[i, j]
+            if f"s{j}_meta" not in z.files:
+                ax.axis("off")
+                continue
             coord, value, w1, w1f = z[f"s{j}_meta"]
             tr, im = z[f"s{j}_true"], z[f"s{j}_imputed"]
             lo, hi = float(min(tr.min(), np.nanmin(im))), float(max(tr.max(), np.nanmax(im)))
             bins = np.linspace(lo, hi, 50)
             ax.hist(tr, bins=bins, histtype="stepfilled", color="#aaaaaa", density=True, label="true")
             ax.hist(im[np.isfinite(im)], bins=bins, histtype="step", color="#d62728", density=True, label="imputed")
+            approx = ""
+            if f"s{j}_approx" in z.files:
+                ap = z[f"s{j}_approx"]
+                ax.hist(np.clip(ap[np.isfinite(ap)], lo, hi), bins=bins, histtype="step", color="#1f77b4", ls="--",
+                        density=True)
+                approx = f", {z['approx_method']} {float(z[f's{j}_approx_w1']) / max(w1f, 1e-12):.1f}x"
             ax.set_yticks([])
             ax.tick_params(labelsize=6)
             miss = "x1" if int(coord) == 0 else "x0"
-            ax.set_title(f"{fam}: {miss} | x{int(coord)}={value:.2f}  W1 {w1:.3f} (floor {w1f:.3f})", fontsize=6)
+            kind = str(z[f"s{j}_kind"]) + ": " if f"s{j}_kind" in z.files else ""
+            ax.set_title(f"{fam} {kind}{miss} | x{int(coord)}={value:.2f}\nW1 {w1 / max(w1f, 1e-12):.1f}x floor"
+                         f"{approx}", fontsize=6)
     fig.tight_layout()
     return _png(fig)
 
@@ -397,8 +409,10 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
                  "run per family (its first seed); the metrics above are over all seeds.</p>")
     panels = [("Infill", infill_figure(out, records, fams),
                "Observe one coordinate, impute the other: the family's draws (red) against exact draws of the "
-               "true conditional p(missing | observed) (grey), on three slices; W1 beside its floor (a second "
-               "exact draw of the same size)."),
+               "true conditional p(missing | observed) (grey), on the quantile slices of the observed coordinate "
+               "and on rare ones (its tails, the dip between modes, the smallest mode); W1 in units of its floor "
+               "(two exact draws of the same size). Blue, dashed: the family's approximate method (RePaint "
+               "beside the exact density route, ...) on the same slices, with its W1 in floor units."),
               ("Conditioning", conditioning_figure(out, records, fams),
                "Samples asked for each label (colour) and, for families with classifier-free guidance, "
                "alignment (share whose true class posterior agrees with the label) against within-class recall "

@@ -118,7 +118,7 @@ def inverse_cdf_draws(g: np.ndarray, lp: np.ndarray, u: np.ndarray, which: np.nd
     which = np.arange(len(u)) if which is None else np.asarray(which, dtype=np.int64)
     mass, a, slope = _log_linear_segments(g, lp)
     tot = mass.sum(1)
-    dead = ~(tot > 0) | ~np.isfinite(tot)
+    dead = ~np.isfinite(lp).any(1) | ~(tot > 0) | ~np.isfinite(tot)
     if dead.any():  # no density anywhere on the line: uniform over the nodes' range
         mass[dead] = np.diff(g[dead], axis=1)
         a[dead], slope[dead] = 0.0, 0.0
@@ -132,25 +132,33 @@ def inverse_cdf_draws(g: np.ndarray, lp: np.ndarray, u: np.ndarray, which: np.nd
     left = (u - (cdf[which, k] - mass[which, k] / tot[which])) * tot[which]  # mass to cover inside it
     x0, h = g[which, k], g[which, k + 1] - g[which, k]
     s, ea = slope[which, k], np.exp(a[which, k])
-    # solve ea (exp(s t) - 1) / s = left for t in [0, h]
+    # solve ea (exp(s t) - 1) / s = left for t in [0, h] (ea >= exp(-700) > 0): log form for a
+    # rising segment, log1p for a falling one (where s left / ea > -1)
     lin = np.abs(s * h) < 1e-6
-    r = s * left / np.maximum(ea, 1e-300)
-    t = np.where(lin, left / np.maximum(ea, 1e-300), np.log1p(np.maximum(r, -1 + 1e-16)) / np.where(lin, 1.0, s))
+    s_safe = np.where(lin, 1.0, s)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rising = (np.log(s_safe * left + ea) - a[which, k]) / s_safe
+        falling = np.log1p(np.maximum(s_safe * left / ea, -1 + 1e-16)) / s_safe
+        t = np.where(lin, left / ea, np.where(s > 0, rising, falling))
     return x0 + np.clip(np.nan_to_num(t, nan=0.0), 0.0, h)
 
 
 def _refined_nodes(g: np.ndarray, lp: np.ndarray, n_fine: int) -> np.ndarray:
-    """``n_fine`` new nodes per row at the quantiles of the coarse conditional (where its mass is).
+    """``n_fine`` new nodes per row, spread over the coarse cells in proportion to their mass.
 
-    A mode a few coarse cells wide gets most of the fine nodes; the coarse nodes stay, so the
-    tails keep the coarse resolution.
+    Each cell's share is the largest mass among it and its two neighbours (so the flanks of a
+    mode narrower than a coarse cell get nodes too), and its nodes are evenly spaced inside it.
+    The coarse nodes stay, so the tails keep the coarse resolution.
     """
     mass, _, _ = _log_linear_segments(np.broadcast_to(g, lp.shape), lp)
-    tot = mass.sum(1, keepdims=True)
-    w = np.where(tot > 0, mass / np.where(tot > 0, tot, 1.0), 1.0 / mass.shape[1])
+    wide = mass.copy()
+    wide[:, 1:] = np.maximum(wide[:, 1:], mass[:, :-1])
+    wide[:, :-1] = np.maximum(wide[:, :-1], mass[:, 1:])
+    tot = wide.sum(1, keepdims=True)
+    w = np.where(tot > 0, wide / np.where(tot > 0, tot, 1.0), 1.0 / wide.shape[1])
     cdf = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, 1)], 1)
     q = (np.arange(n_fine) + 0.5) / n_fine
-    return np.stack([np.interp(q, c, g) for c in cdf])  # (m, n_fine), piecewise-linear CDF inverse
+    return np.stack([np.interp(q, c, g) for c in cdf])  # (m, n_fine): uniform within each cell
 
 
 def line_conditional(log_prob: LogProbFn, rows: np.ndarray, j: int, lo: float, hi: float, *,
@@ -325,15 +333,19 @@ def isotropic_mixture_conditional(centres: np.ndarray, h: float, X: np.ndarray, 
     for a in range(0, len(firsts), per):
         block = firsts[a:a + per]
         o = ~miss[block]  # (b, d) observed mask per distinct row
-        diff = np.where(o[:, None, :], X[block][:, None, :] - C[None], 0.0)  # (b, M, d)
-        logp = lw[None] - 0.5 * (diff**2).sum(-1) / (h * h)  # (b, M)
+        logp = np.broadcast_to(lw, (len(block), len(C))).copy()  # (b, M)
+        for k in np.flatnonzero(o.any(0)):  # one observed coordinate at a time: (b, M) arrays only
+            xk = np.where(o[:, k], X[block, k], 0.0)
+            logp -= np.where(o[:, k:k + 1], (xk[:, None] - C[None, :, k]) ** 2, 0.0) * (0.5 / (h * h))
         p = np.exp(logp - logp.max(1, keepdims=True))
         cdf = np.cumsum(p, 1)
         cdf /= cdf[:, -1:]
-        for i, g in enumerate(range(a, a + len(block))):
-            rows = np.flatnonzero(which == g)
-            j = np.minimum(np.searchsorted(cdf[i], u[rows]), len(C) - 1)
-            X[rows] = np.where(miss[rows], C[j] + h * eps[rows], X[rows])
+        # every row of these groups at once: one searchsorted over the groups' CDFs laid end to end
+        rows = np.flatnonzero((which >= a) & (which < a + len(block)))
+        g = which[rows] - a
+        flat = (np.arange(len(block))[:, None] + np.minimum(cdf, 1.0)).ravel()
+        j = np.clip(np.searchsorted(flat, g + np.clip(u[rows], 0.0, 1 - 1e-12)) - g * len(C), 0, len(C) - 1)
+        X[rows] = np.where(miss[rows], C[j] + h * eps[rows], X[rows])
     return X
 
 
@@ -363,7 +375,7 @@ def effective_sample_size(log_w: np.ndarray) -> float:
 
 
 def nearest_conditional(pool: np.ndarray, X: np.ndarray, miss: np.ndarray, rng: np.random.Generator, *,
-                        k: int = 256, per_row: int = 4, scale: np.ndarray | None = None,
+                        k: int = 256, per_row: int = 1, scale: np.ndarray | None = None,
                         log_weight: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Fill each row's missing entries with those of a draw in ``pool`` near it in the observed coordinates.
 

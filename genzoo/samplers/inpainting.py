@@ -133,6 +133,9 @@ class LinearPathImputation:
     ``impute_method``, ``impute_steps`` and ``resample``.
     """
 
+    #: the approximate ``impute(method=...)`` that the report measures beside the exact route
+    approximate_impute = "repaint"
+
     def _unconditional_field(self) -> VelocityFn:
         raise NotImplementedError
 

@@ -68,6 +68,10 @@ def test_every_teacher_kind_samples_multistep_by_default_and_imputes(taught, rin
     imp = m.impute(Xm, random_state=0)
     assert np.isfinite(imp).all() and np.array_equal(imp[:, 0], Xm[:, 0])
     assert _on_ring(imp) > 0.5
+    pasted = m.impute(Xm, random_state=0, method="paste")  # Song et al.'s inpainting, kept for comparison
+    assert np.isfinite(pasted).all() and np.array_equal(pasted[:, 0], Xm[:, 0])
+    with pytest.raises(ValueError, match="'nearest' or 'paste'"):
+        m.impute(Xm, method="grid")
 
 
 def test_multistep_is_not_worse_than_one_step(taught):

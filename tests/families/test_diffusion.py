@@ -120,12 +120,35 @@ def test_repaint_on_the_trained_model_finds_both_modes(g8):
     X, y, m = g8
     Q = np.full((200, 2), np.nan)
     Q[:, 0] = math.cos(math.pi / 4)
-    F = m.impute(Q, random_state=0)
+    F = m.impute(Q, random_state=0, method="repaint")
     assert (F[:, 0] == Q[:, 0]).all()
     assert m.last_nfe_ == 99 * m.resample + 1
     err = np.abs(np.abs(F[:, 1]) - math.sin(math.pi / 4))
     assert np.mean(err < 0.1) > 0.7
     assert 0.1 < np.mean(F[:, 1] > 0) < 0.9  # both signs (a short fit does not balance them exactly)
+
+
+def test_impute_takes_the_exact_density_route_for_few_rows(g8):
+    """Identical rows: 'auto' is the grid inverse-CDF of the model's own ODE density, which puts the
+    draws where that density's conditional is (its mass on each side matches the density's) and is
+    sharper on a tip than RePaint; many distinct rows go to RePaint (the cost guard)."""
+    X, y, m = g8
+    Q = np.full((300, 2), np.nan)
+    Q[:, 0] = 1.0  # the right-hand tip: one mode, y = 0
+    F = m.impute(Q, random_state=0)
+    assert m.last_nfe_ != 99 * m.resample + 1  # not RePaint
+    g = np.linspace(-1.5, 1.5, 601)
+    lp = m.score_samples(np.stack([np.full_like(g, 1.0), g], 1))
+    p = np.exp(lp - lp.max())
+    model_median = g[np.searchsorted(np.cumsum(p) / p.sum(), 0.5)]
+    assert abs(np.median(F[:, 1]) - model_median) < 0.02
+    R = m.impute(Q, random_state=0, method="repaint")
+    assert np.mean(np.abs(F[:, 1]) < 0.05) >= np.mean(np.abs(R[:, 1]) < 0.05) - 0.05
+    many = np.column_stack([np.linspace(-1, 1, 40), np.full(40, np.nan)])
+    m.impute(many, random_state=0)
+    assert m.last_nfe_ == 99 * m.resample + 1  # 40 distinct rows: RePaint
+    with pytest.raises(ValueError, match="'auto', 'grid' or 'repaint'"):
+        m.impute(Q[:2], method="exact")
 
 
 def test_ddim_is_deterministic_given_the_start_and_options_are_checked(g8):

@@ -116,8 +116,25 @@ def test_impute_keeps_observed_and_finds_the_blob(cond_model):
     np.testing.assert_array_equal(F[obs], Q[obs])
     assert np.mean(np.abs(F[:60, 1:] - 1.5).max(1) < 0.9) > 0.9
     assert np.mean(np.abs(F[60:, 1] + 1.5) < 0.9) > 0.9
-    assert F[:60, 1].std() > 0.02        # random starts make these draws, not one point
+    assert F[:60, 1].std() > 0.02        # draws of the model's conditional, not one point
     np.testing.assert_array_equal(F, cond_model.impute(Q, random_state=0))
+    S = cond_model.impute(Q, random_state=0, method="search")  # the latent search, kept for comparison
+    np.testing.assert_array_equal(S[obs], Q[obs])
+    assert np.mean(np.abs(S[:60, 1:] - 1.5).max(1) < 0.9) > 0.9
+    with pytest.raises(ValueError, match="'nearest' or 'search'"):
+        cond_model.impute(Q, method="repaint")
+
+
+def test_nearest_impute_follows_the_model_samples(blob_model):
+    """The default impute is the model's own conditional: for x0 observed in the + blob, the draws of x1
+    match the model's samples whose x0 is near it (the same pool statistic, estimated two ways)."""
+    S = blob_model.sample(20_000, random_state=3)
+    near = S[np.abs(S[:, 0] - 1.5) < 0.05, 1]
+    Q = np.full((500, 2), np.nan)
+    Q[:, 0] = 1.5
+    F = blob_model.impute(Q, random_state=0)
+    assert abs(np.median(F[:, 1]) - np.median(near)) < 0.1
+    assert 0.5 < F[:, 1].std() / near.std() < 2.0
 
 
 def test_impute_reaches_both_modes_when_both_fit():

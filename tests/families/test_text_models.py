@@ -120,7 +120,7 @@ def test_guidance_follows_the_one_convention(names, family):
     for g, cost in ((1.0, 1), (2.0, 2)):
         S = m.sample(30, y=True, guidance=g, random_state=5, **opts)
         # passes: 4 unmasking steps, or one per character until every string has ended
-        passes = 4 if family == "masked_diffusion" else min(m.text_spec_.max_len, max(map(len, S))) + 1
+        passes = 4 if family == "masked_diffusion" else min(m.text_spec_.max_len, max(map(len, S)) + 1)
         assert m.last_nfe_ == cost * passes
 
 

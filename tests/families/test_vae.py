@@ -172,6 +172,8 @@ def test_impute_keeps_observed_and_finds_the_blob(labels):
     assert np.mean(np.abs(F[100:, 1] + 1.5) < 1.0) > 0.9
     assert F[:100, 1].std() > 0.05           # draws, not a point estimate
     np.testing.assert_array_equal(F, m.impute(Q, random_state=0))
+    # 100 identical rows share one pool of >= 2,000 proposals; its effective size is reported
+    assert m.last_impute_ess_ is not None and m.last_impute_ess_ >= 20
 
 
 def test_bad_hyperparameters_raise():

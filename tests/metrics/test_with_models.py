@@ -303,13 +303,40 @@ def test_true_conditional_matches_the_mixture():
 
 
 def test_infill_exact_imputer_sits_at_its_floor(g8):
-    res = M.infill_metrics(Oracle(g8), g8, n_slices=3, n_per_slice=400, random_state=0)
+    res = M.infill_metrics(Oracle(g8), g8, n_slices=3, n_per_slice=400, random_state=0, coords=(0,))
     assert 0.5 < res["infill_w1_ratio"] < 2.0
     assert res["infill_cov90"] == pytest.approx(0.9, abs=0.04)
-    assert len(res["slices"]) == 6 and res["slices"][0]["imputed"].shape == (400,)
-    bad = M.infill_metrics(MarginalImputer(g8), g8, n_slices=3, n_per_slice=400, random_state=0)
+    kinds = [s["kind"] for s in res["slices"]]
+    assert kinds.count("quantile") == 3 and res["slices"][0]["imputed"].shape == (400,)
+    assert {"tail", "between"} <= set(kinds)  # the rare slices of a ring of modes
+    # an exact imputer's worst slice is what exact draws score on the same slices: a few floors at most
+    assert res["infill_w1_ratio_worst"] < 5 and res["infill_w1_ratio_worst_floor"] < 5
+    bad = M.infill_metrics(MarginalImputer(g8), g8, n_slices=3, n_per_slice=400, random_state=0, coords=(0,))
     assert bad["infill_w1_ratio"] > 3 * res["infill_w1_ratio"]
     assert bad["infill_w1_floor"] == res["infill_w1_floor"]  # same exact draws for the same random_state
+    plain = M.infill_metrics(Oracle(g8), g8, n_slices=3, n_per_slice=100, rare=False)
+    assert len(plain["slices"]) == 6 and not plain["infill_w1_ratio_rare"] > 0  # NaN: no rare slices
+
+
+class ModesOnlyImputer(Oracle):
+    """Exact where the observed value is at a mode's coordinate, the marginal elsewhere."""
+
+    def impute(self, Q, random_state=None):
+        Q = np.array(Q, float)
+        at_mode = np.abs(Q[:, :1] - self.dist.centers[None, :, 0]).min(1) < 3 * self.dist.std
+        out = super().impute(Q, random_state)
+        R = self.dist.sample(len(Q), random_state=random_state)
+        return np.where(np.isnan(Q) & ~at_mode[:, None], R, out)
+
+
+def test_the_rare_slices_catch_an_imputer_that_is_right_only_on_the_modes(g8):
+    """On the quantile slices (the modes) it is exact; between the modes its worst slice gives it away."""
+    good = M.infill_metrics(Oracle(g8), g8, n_slices=3, n_per_slice=1000, random_state=1, coords=(0,))
+    res = M.infill_metrics(ModesOnlyImputer(g8), g8, n_slices=3, n_per_slice=1000, random_state=1, coords=(0,))
+    assert res["infill_w1_ratio"] < 2.0  # the mean over the mode slices looks fine
+    assert res["infill_w1_ratio_worst"] > max(4.0, 2 * good["infill_w1_ratio_worst"])
+    assert res["infill_worst_slice"].startswith("between")
+    assert "between" in M.infill.slice_table(res["slices"])
 
 
 def test_conditioning_metrics_and_guidance_sweep(g8):

@@ -180,3 +180,62 @@ def test_mixture_init_maps_a_sharp_mixture_to_a_standard_normal():
     true = torch.logsumexp(torch.stack(comps), 0) - torch.log(torch.tensor(0.05 * 2.5066283))
     model = -0.5 * u * u - 0.9189385 + logdet
     assert -0.01 < (true - model).mean() < 0.01  # a mixture describes a mixture almost exactly
+
+
+def _thin_mixture(n: int, seed: int = 0):
+    """Mixture parameters per row with thin, well-separated components (as on grid-like data),
+    their scales down to the floor of ``mixture_cdf`` (log-scale -8), plus broad ones."""
+    g = torch.Generator().manual_seed(seed)
+    K = 8
+    means = torch.linspace(-2, 2, K, dtype=torch.float64).expand(n, K) + 0.05 * torch.randn(n, K, generator=g,
+                                                                                           dtype=torch.float64)
+    log_scales = torch.cat([-8 + 4 * torch.rand(n, K - 2, generator=g, dtype=torch.float64),
+                            torch.zeros(n, 2, dtype=torch.float64)], -1)
+    logits = torch.cat([torch.randn(n, K - 2, generator=g, dtype=torch.float64),
+                        torch.full((n, 2), -6.0, dtype=torch.float64)], -1)
+    return logits, means, log_scales
+
+
+def test_mixture_cdf_inverse_of_thin_modes_and_far_tails_undoes_the_forward():
+    """The float32-then-float64 Newton solve: forward(inverse(y)) == y to 1e-10 for every row, from
+    the bulk through the tails where only the float64 pass (|y| > 12) or log space (|y| > 30) works."""
+    n = 4000
+    lg, mu, ls = _thin_mixture(n)
+    g = torch.Generator().manual_seed(1)
+    tails = [-45.0, -30.5, -29.5, -20.0, -12.5, -9.0, 9.0, 12.5, 20.0, 29.5, 30.5, 45.0]
+    y = torch.cat([1.5 * torch.randn(n - len(tails), generator=g, dtype=torch.float64),
+                   torch.tensor(tails, dtype=torch.float64)])
+    x, _ = mixture_cdf(y, lg, mu, ls, inverse=True)
+    y_back, _ = mixture_cdf(x, lg, mu, ls)
+    assert torch.isfinite(x).all()
+    assert (y_back - y).abs().max() < 1e-10
+    # where the map is not flat (density not negligible), x itself is pinned down to float64 level
+    x_again, _ = mixture_cdf(y_back, lg, mu, ls, inverse=True)
+    assert (x_again - x).abs().max() < 1e-9
+
+
+def test_mixture_cdf_float32_inverse_is_the_float64_root_rounded():
+    """float32 inputs (the flow's own dtype) get the default tolerance 1e-6 and its one float64
+    finishing step: the answer is the float64 root rounded to float32, within 2 float32 ulps."""
+    n = 4000
+    lg, mu, ls = (p.float() for p in _thin_mixture(n, seed=2))
+    y = (1.5 * torch.randn(n, generator=torch.Generator().manual_seed(3))).float()
+    x32, _ = mixture_cdf(y, lg, mu, ls, inverse=True)
+    x64, _ = mixture_cdf(y.double(), lg.double(), mu.double(), ls.double(), inverse=True)
+    assert x32.dtype == torch.float32
+    ref = x64.float()
+    ulp = torch.nextafter(ref.abs(), torch.tensor(float("inf"))) - ref.abs()
+    assert ((x32 - ref).abs() <= 2 * ulp).all()
+
+
+def test_mixture_cdf_inverse_without_logdet_gives_the_same_x():
+    lg, mu, ls = _thin_mixture(500, seed=4)
+    y = torch.randn(500, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x1, ld1 = mixture_cdf(y, lg, mu, ls, inverse=True)
+    x2, ld2 = mixture_cdf(y, lg, mu, ls, inverse=True, logdet=False)
+    assert torch.equal(x1, x2) and torch.equal(ld2, torch.zeros_like(ld2)) and (ld1 != 0).all()
+    flow = _random_flow(MixtureCDFCoupling, 3)
+    u = torch.randn(50, 3, dtype=torch.float64)
+    xa, lda = flow.inverse(u)
+    xb, ldb = flow.inverse(u, logdet=False)
+    assert torch.equal(xa, xb) and torch.equal(ldb, torch.zeros_like(ldb)) and (lda != 0).any()
