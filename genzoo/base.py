@@ -419,6 +419,7 @@ class GenerativeModel(BaseEstimator):
 
     def _spec(self) -> DataSpec:
         """The data spec (a model loaded from a format-1 checkpoint has none: plain columns)."""
+        self._check_fitted()
         spec = getattr(self, "spec_", None)
         return spec if spec is not None else DataSpec.default(self.n_features_in_)
 
