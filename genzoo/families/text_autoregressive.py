@@ -110,11 +110,11 @@ class TextAutoregressive(TextFamily):
             for a, b in chunks(len(words), 4096):
                 rows = order[a:b]
                 T = max(len(ids[i]) for i in rows) + 1
-                tok = torch.full((len(rows), T), END, dtype=torch.long)
-                tgt = torch.full((len(rows), T), -1, dtype=torch.long)
+                tok = torch.full((len(rows), T), END, dtype=torch.long, device="cpu")
+                tgt = torch.full((len(rows), T), -1, dtype=torch.long, device="cpu")
                 for j, i in enumerate(rows):
-                    tok[j, 1:len(ids[i]) + 1] = torch.tensor(ids[i], dtype=torch.long)
-                    tgt[j, :len(ids[i]) + 1] = torch.tensor([*ids[i], END], dtype=torch.long)
+                    tok[j, 1:len(ids[i]) + 1] = torch.tensor(ids[i], dtype=torch.long, device="cpu")
+                    tgt[j, :len(ids[i]) + 1] = torch.tensor([*ids[i], END], dtype=torch.long, device="cpu")
                 tok[:, 0] = self._starts(None if labels is None else labels[rows], len(rows), "cpu")
                 lp = self._text_next_log_probs(tok.to(dev))
                 tgt = tgt.to(dev)

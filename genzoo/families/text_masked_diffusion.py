@@ -197,7 +197,11 @@ class TextMaskedDiffusion(TextFamily):
         rng = np.random.default_rng(seed)
         K = int(self.n_classes_)
         lab = np.full(n, K) if labels is None else np.asarray(labels)
-        p = np.exp(self.length_log_prob_)
+        g = float(self.guidance if guidance is None else guidance)
+        # the length follows the same guidance rule: log p_g(n) = log p_u + g (log p_c - log p_u)
+        lp = self.length_log_prob_
+        lp = lp[K][None, :] + g * (lp - lp[K][None, :]) if K and g != 1.0 else lp
+        p = np.exp(lp - lp.max(1, keepdims=True))
         lengths = np.array([rng.choice(spec.max_len + 1, p=p[k] / p[k].sum()) for k in lab])
         x = np.full((n, spec.max_len + 1), -1, dtype=np.int64)
         for i, L in enumerate(lengths):
@@ -205,7 +209,6 @@ class TextMaskedDiffusion(TextFamily):
         x[:, 0] = self._starts(labels, n, "cpu").numpy()
         steps = self.steps if steps is None else steps
         steps = spec.max_len if steps is None else steps
-        g = float(self.guidance if guidance is None else guidance)
         x = self._text_fill(x, labels, int(rng.integers(2**62)), steps, g)
         return [spec.decode(r[1:L + 1]) for r, L in zip(x, lengths)]
 

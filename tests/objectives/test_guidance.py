@@ -10,7 +10,9 @@ import genzoo as gz
 from genzoo.objectives.guidance import drop_labels, guided, mix_guidance
 from tests.families.test_common import LabelledFits
 
-GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params()]
+# autoregressive guides its string model only: a guided product of 1-D mixture densities has no
+# direct sampler, so its array sampler refuses ``guidance`` (see test_text_models for strings)
+GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params() and f != "autoregressive"]
 
 
 def test_mixing_convention():
