@@ -324,7 +324,8 @@ class TextFamily:
             return super()._set_arrays(arrays)
         dev = torch.device(self.device_)
         self.module_ = self._text_build(self.text_spec_, int(self.n_classes_)).to(dev)
-        sd = {k[len("module."):]: torch.as_tensor(v, device="cpu") for k, v in arrays.items() if k.startswith("module.")}
+        sd = {k[len("module."):]: torch.as_tensor(v, device="cpu")
+              for k, v in arrays.items() if k.startswith("module.")}
         self.module_.load_state_dict(sd, strict=True)
         self.module_.eval()
 
