@@ -104,13 +104,15 @@ def _write_table(path: str, A, columns: list[str]) -> None:
         raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _read_data(spec: str, n: int | None = None, seed: int | None = None, *, command: str, allow_nan: bool = False):
+def _read_data(spec: str, n: int | None = None, seed: int | None = None, *, command: str, allow_nan: bool = False,
+               label: str | None = None):
     """A built-in dataset name (``n`` points drawn) or a .csv/.npy/.parquet file; a file with named
-    columns comes back as a DataFrame (so the model keeps the names), else as an array."""
-    import numpy as np
-
+    columns comes back as a DataFrame (so the model keeps the names), else as an array. With
+    ``label`` (a column of the file) the result is ``(X, y)``, the label column taken out of X."""
     import genzoo as gz
 
+    if label is not None and spec in gz.datasets.names():
+        raise ValueError(f"--label names a column of a data file; {spec!r} is a built-in dataset")
     if spec in gz.datasets.names():
         if n is None:
             raise ValueError(f"{spec!r} is a built-in dataset; {command} needs a data file")
@@ -118,7 +120,18 @@ def _read_data(spec: str, n: int | None = None, seed: int | None = None, *, comm
     if not (os.path.splitext(spec)[1] or os.path.sep in spec):
         raise ValueError(f"unknown dataset {spec!r}{_did_you_mean(spec, gz.datasets.names()) or ':'} not a built-in "
                          f"({', '.join(gz.datasets.names())}) nor a path to a .csv/.npy/.parquet file")
+    if label is not None:
+        X, cols, y = gz.datasets.load_file(spec, return_columns=True, allow_nan=True, label=label)
+        X = _read_data_frame(spec, X, cols, command, allow_nan)
+        return X, y
     X, cols = gz.datasets.load_file(spec, return_columns=True, allow_nan=True)
+    return _read_data_frame(spec, X, cols, command, allow_nan)
+
+
+def _read_data_frame(spec: str, X, cols: list[str], command: str, allow_nan: bool):
+    """File rows ``X`` checked for missing cells, as a DataFrame when the file named its columns."""
+    import numpy as np
+
     nan = np.isnan(X)
     if nan.any() and not allow_nan:
         i, j = np.argwhere(nan)[0]
@@ -194,12 +207,17 @@ def _cmd_train(args) -> int:
     model = gz.make(args.family, **hp)
     validate_params(model)  # a bad --set value fails before the data are read (fit checks again)
     _check_out(args.out)  # and an unwritable --out before any training
-    X = _read_data(args.data, args.n, args.seed, command="train")
-    model.fit(X)
+    y = None
+    if args.label is not None:
+        X, y = _read_data(args.data, args.n, args.seed, command="train", label=args.label)
+    else:
+        X = _read_data(args.data, args.n, args.seed, command="train")
+    model.fit(X, y)
     model.save(args.out)
     cols = _columns(model)
     shown = ", ".join(cols[:6]) + (", ..." if len(cols) > 6 else "")
-    print(f"trained {args.family} on {len(X)} rows x {len(cols)} columns ({shown})")
+    print(f"trained {args.family} on {len(X)} rows x {len(cols)} columns ({shown})"
+          + (f", conditioned on {args.label!r} ({len(model.classes_)} classes)" if y is not None else ""))
     print("\n".join(_training_lines(model)))
     print(f"saved to {args.out}")
     return 0
@@ -337,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a hyperparameter, e.g. max_steps=500; repeatable (default: the family's defaults)")
     t.add_argument("--device", default=None, help=f"{device_help} (default: the family's own)")
+    t.add_argument("--label", default=None, metavar="COLUMN",
+                   help="a column of the data file holding class labels: taken out of the data and used to fit "
+                        "p(x | label) (families that take labels; default: none)")
     t.add_argument("--quiet", action="store_true", help="no progress bar on stderr (default: a bar while training)")
     t.set_defaults(func=_cmd_train)
 

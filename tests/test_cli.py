@@ -52,7 +52,7 @@ def test_cli_errors_are_one_line(tmp_path, args, needle):
 @pytest.mark.parametrize("bad, needle", [
     ("lr=fast", "lr must be a float in (0, inf); got 'fast'"),
     ("random_state=abc", "random_state must be None, an int >= 0"),
-    ("hidden=[64]", "hidden must be an int in [1, inf); got [64]"),
+    ("hidden=[64]", "hidden must be an int in [1, inf) or None; got [64]"),
     ("max_steps=0", "max_steps must be an int in [1, inf); got 0"),
     ("nonsense=1", "unknown hyperparameter(s) ['nonsense']"),
     ("lr", "--set expects key=value"),

@@ -1,4 +1,5 @@
-"""Built-in 2-D distributions with exact densities, and loading of user data files.
+"""Built-in distributions with exact densities (2-D, and wider: mixture10, rings6, funnel),
+scikit-learn's bundled tables, and loading of user data files.
 
 >>> from genzoo import datasets
 >>> ds = datasets.get("moons")
@@ -17,6 +18,8 @@ from .mixtures import GaussianMixture2D, Gaussians8, Grid25
 from .radial import Circles, Ring
 from .registry import get, names
 from .shapes import Checkerboard, Pinwheel
+from .tables import TableDataset
+from .wide import Funnel, Mixture10, Rings6, WideDistribution
 
 __all__ = [
     "Distribution",
@@ -33,4 +36,9 @@ __all__ = [
     "Spirals",
     "Pinwheel",
     "Checkerboard",
+    "WideDistribution",
+    "Mixture10",
+    "Rings6",
+    "Funnel",
+    "TableDataset",
 ]

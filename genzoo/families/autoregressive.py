@@ -29,9 +29,11 @@ Imputation is exact where the model factorises that way: when every missing coor
 comes after every observed one (a missing suffix in the order 0..D-1), the missing ones
 are drawn one after another from the model's own conditionals (for a labelled model the
 class is first drawn from its posterior given the observed prefix). Any other pattern
-falls back to the base class's grid-Gibbs sampler on the exact density (exact up to a
-1024-cell grid with one missing coordinate, a Gibbs chain with more): a documented
-approximation.
+falls back, in <= 2-D, to the base class's grid-Gibbs sampler on the exact density (exact up
+to a 1024-cell grid with one missing coordinate, a Gibbs chain with more) and beyond 2-D to
+preconditioned MALA on it (``genzoo.samplers.mcmc``: 400 density-and-gradient evaluations per
+row, exact in the limit of many steps, with a cost guard): documented approximations. The
+natural order 0..D-1 is kept at every width, so that a missing suffix stays exact.
 
 Strings: fitted on a list of strings, the family is a character-level model -- a causal
 transformer with exact P(string), or the bigram baseline (``text_model='bigram'``); see
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
 from genzoo.nn.made import MADE
 from genzoo.nn.mlp import LabelEmbedding
@@ -146,8 +149,10 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         Component kind: 'smoothed_uniform' (box convolved with a logistic), 'logistic' or 'gaussian'.
     min_scale : float, default=1e-3
         Lower bound on every component's scale, in standardised units.
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the masked network (MADE).
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Depth of the masked network.
     label_dim : int, default=16
@@ -193,7 +198,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     summary: ClassVar[str] = "chain rule p(x_i | x_<i), MADE + mixture per coordinate (exact likelihood)"
     _parameter_constraints: ClassVar[dict] = {
         **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
-        "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
+        "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -202,7 +207,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     budget_params: ClassVar[dict[str, int]] = {"max_steps": 50, "text_steps": 50}
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
-                 min_scale: float = 1e-3, hidden: int = 128, layers: int = 3, label_dim: int = 16,
+                 min_scale: float = 1e-3, hidden: int | None = None, layers: int = 3, label_dim: int = 16,
                  text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
                  text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
@@ -243,7 +248,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         return MixtureHead(self.n_components, self.component, self.min_scale)
 
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        return _ARNet(dim, self._head.n_params, int(self.hidden), int(self.layers), n_classes,
+        return _ARNet(dim, self._head.n_params, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
                       int(self.label_dim))
 
     def _coord_log_prob(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -346,8 +351,27 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
                 Z[rows] = _to_numpy(self._ancestral(z, fill, y))
         other = np.flatnonzero(~suffix)
         if len(other):
-            Z[other] = super()._impute_std(Z[other], miss[other], s_grid, **opts)
+            Z[other] = self._impute_other(Z[other], miss[other], s_grid, **opts)
         return Z
+
+    def _impute_other(self, Z: np.ndarray, miss: np.ndarray, seed: int, method: str | None = None,
+                      steps: int | None = None, burn: int | None = None, max_cost: int | None = None, **opts):
+        """Rows whose missing coordinates are not a suffix: grid-Gibbs on the exact density in <= 2-D,
+        preconditioned MALA on it beyond (``genzoo.samplers.mcmc``); ``method`` 'grid' / 'mcmc' forces one."""
+        from genzoo.families._wide import check_grid_cost, impute_route, marginal_log_prob
+        from genzoo.samplers.mcmc import model_impute
+
+        d = int(self.n_features_in_)
+        if impute_route(method, d) == "grid":
+            if d > 2:
+                check_grid_cost(Z, miss, self.family, opts.get("sweeps", 30), opts.get("grid", 1024))
+            return TorchGenerativeModel._impute_std(self, Z, miss, seed, **opts)
+        if opts:
+            raise ValueError(f"impute(method='mcmc'): unknown option(s) {sorted(opts)}; valid: steps, burn, max_cost")
+        lp = marginal_log_prob(self, lambda z, y: self._coord_log_prob(z, y).sum(1))
+        draw = lambda k, s: _to_numpy(self._sample_std(k, None, s))  # noqa: E731
+        return model_impute(lp, draw, Z, miss, seed, family=self.family, steps=steps, burn=burn, max_cost=max_cost,
+                            device=self.device_)
 
 
 __all__ = ["Autoregressive", "MixtureHead"]

@@ -79,6 +79,7 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
 from genzoo.errors import UnsupportedError
+from genzoo.families._wide import scaled_width
 from genzoo.nn.velocity import VelocityModel, velocity_net
 from genzoo.objectives.couplings import ot_pairing
 from genzoo.objectives.guidance import guided_velocity
@@ -235,8 +236,10 @@ class Consistency(TorchGenerativeModel):
         RK4 steps between two consecutive levels of a trajectory.
     ct_levels : tuple[int, int], default=(8, 128)
         (start, end) number of levels of the doubling schedule of ``objective='ct'``.
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the consistency MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=4
         Depth of the consistency MLP.
     time_dim : int, default=32
@@ -247,7 +250,8 @@ class Consistency(TorchGenerativeModel):
         Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
         only.
     fourier_scale : float, default=5.0
-        Standard deviation of B, per unit of standardised data.
+        Standard deviation of B per unit of standardised data at D <= 2, times sqrt(2 / D) beyond
+        (``genzoo.nn.mlp.fourier_std``: the projection x B keeps its spread at any width).
     label_dropout : float, default=0.1
         Share of training labels replaced by the null label, so one network also learns the
         unconditional model (guidance).
@@ -284,7 +288,7 @@ class Consistency(TorchGenerativeModel):
         "teacher": [None, _TeacherSpec()],
         "objective": [Options(("cd", "ct"))], "n_levels": [Interval(int, 2, None)], "teacher_steps": POSITIVE_INT,
         "teacher_guidance": NON_NEGATIVE, "pool_size": POSITIVE_INT, "pool_substeps": POSITIVE_INT,
-        "ct_levels": [Sequence(POSITIVE_INT, length=2, increasing=True)], "hidden": POSITIVE_INT,
+        "ct_levels": [Sequence(POSITIVE_INT, length=2, increasing=True)], "hidden": [*POSITIVE_INT, None],
         "layers": POSITIVE_INT, "time_dim": POSITIVE_INT, "time_scale": POSITIVE,
         "fourier_features": NON_NEGATIVE_INT, "fourier_scale": POSITIVE, "label_dropout": UNIT_OPEN_RIGHT,
         "ema_decay": UNIT_OPEN_RIGHT, "sample_steps": POSITIVE_INT, "sample_times": [Sequence(UNIT)],
@@ -293,7 +297,7 @@ class Consistency(TorchGenerativeModel):
 
     def __init__(self, *, teacher=None, objective: str = "cd", n_levels: int = 16, teacher_steps: int = 3000,
                  teacher_guidance: float = 1.0, pool_size: int = 20000, pool_substeps: int = 1,
-                 ct_levels: tuple[int, int] = (8, 128), hidden: int = 128, layers: int = 4, time_dim: int = 32,
+                 ct_levels: tuple[int, int] = (8, 128), hidden: int | None = None, layers: int = 4, time_dim: int = 32,
                  time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
                  label_dropout: float = 0.1, ema_decay: float = 0.999,
                  sample_steps: int = 4, sample_times: tuple[float, ...] = (0.0, 0.8, 0.9, 0.95),
@@ -333,7 +337,8 @@ class Consistency(TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         # the loop hands over its rows' width; trajectories are rows of (levels + 1) * d
         d = int(self.n_features_in_)
-        return VelocityModel(velocity_net(d, n_classes, hidden=int(self.hidden), layers=int(self.layers),
+        return VelocityModel(velocity_net(d, n_classes, hidden=scaled_width(self.hidden, d, 128),
+                                          layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
                                           fourier_scale=float(self.fourier_scale)),

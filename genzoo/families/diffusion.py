@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost, scaled_width
 from genzoo.nn.mlp import ConditionedMLP
 from genzoo.objectives.guidance import drop_labels, guided
 from genzoo.objectives.targets import batch_posterior_mean
@@ -133,14 +134,17 @@ class Diffusion(TorchGenerativeModel):
         Upper end of that range (sigma down to 5.5e-4 at 15).
     parameterization : str, default='v'
         Network output: 'v' (v-prediction), 'eps' (noise) or 'x0' (clean data).
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the denoiser MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=4
         Depth of the denoiser MLP.
     fourier_features : int, default=64
         Random Fourier features sin/cos(x_t B) of the noisy input; 0 = raw coordinates only.
     fourier_scale : float, default=5.0
-        Standard deviation of B, per unit of standardised data.
+        Standard deviation of B per unit of standardised data at D <= 2, times sqrt(2 / D) beyond
+        (``genzoo.nn.mlp.fourier_std``: the projection x B keeps its spread at any width).
     time_dim : int, default=64
         Size of the sinusoidal features of the log-SNR.
     time_scale : float, default=5.0
@@ -192,7 +196,7 @@ class Diffusion(TorchGenerativeModel):
         **TRAINING, "schedule": [Options(("cosine", "logsnr", "linear", "ddpm_linear", "ddpm_cosine")),
                                  InstanceOf(NoiseSchedule)],
         "log_snr_min": ANY_REAL, "log_snr_max": ANY_REAL, "parameterization": [Options(("v", "eps", "x0"))],
-        "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
+        "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "label_dim": POSITIVE_INT,
         "label_dropout": UNIT_OPEN_RIGHT, "ema_decay": UNIT_OPEN_RIGHT, "stable_target": ["boolean"],
         "sample_steps": POSITIVE_INT, "sampler": [Options(SAMPLERS)], "guidance": NON_NEGATIVE,
@@ -201,7 +205,7 @@ class Diffusion(TorchGenerativeModel):
     }
 
     def __init__(self, *, schedule: str = "cosine", log_snr_min: float = -15.0, log_snr_max: float = 15.0,
-                 parameterization: str = "v", hidden: int = 128, layers: int = 4,
+                 parameterization: str = "v", hidden: int | None = None, layers: int = 4,
                  fourier_features: int = 64, fourier_scale: float = 5.0, time_dim: int = 64,
                  time_scale: float = 5.0, label_dim: int = 16, label_dropout: float = 0.15,
                  ema_decay: float = 0.999, stable_target: bool = True, sample_steps: int = 250,
@@ -250,7 +254,7 @@ class Diffusion(TorchGenerativeModel):
 
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         self._noise_schedule()  # checks log_snr_min < log_snr_max
-        return Denoiser(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
+        return Denoiser(dim, n_classes, hidden=scaled_width(self.hidden, dim, 128), layers=int(self.layers),
                         time_dim=int(self.time_dim), time_scale=float(self.time_scale), label_dim=int(self.label_dim),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
                         ema_decay=float(self.ema_decay))
@@ -368,6 +372,8 @@ class Diffusion(TorchGenerativeModel):
         null-label network for 'repaint'): ``impute`` takes no labels.
         """
         if density_route(method, Z, miss, "repaint") == "grid":
+            if Z.shape[1] > 2:  # beyond 2-D: name the cost instead of running for hours
+                check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
             return super()._impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)

@@ -56,7 +56,12 @@ with adapted steps; ``sample_init='uniform'`` starts them instead from a uniform
 walled box with tempering (T from ``init_temperature`` down to 1) -- for thin modes most such
 chains stay on the plateau, for the reason above.
 ``sampler='grid'`` (<= 2-D): an exact draw from the quadrature-normalised density, by inverse
-CDF over the grid cells plus uniform jitter within a cell.
+CDF over the grid cells plus uniform jitter within a cell; beyond 2-D it is refused (its grid
+would have ``quad_points^D`` cells).
+
+Imputation (``log Z`` cancels in a conditional): grid-Gibbs on ``-E`` in <= 2-D; beyond,
+preconditioned MALA on ``-E`` (``genzoo.samplers.mcmc``, 400 energy-and-gradient evaluations per
+row, exact in the limit of many steps), each refusing above its cost guard with the cost named.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.errors import UnsupportedError
+from genzoo.families._wide import scaled_width
 from genzoo.nn.mlp import MLP
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT, Interval, Options
 from genzoo.registry import register
@@ -128,8 +134,10 @@ class EBM(TorchGenerativeModel):
     objective : str, default='cd'
         'cd' (persistent contrastive divergence) or 'dsm' (denoising score matching on the energy's
         gradient).
-    hidden : int, default=64
+    hidden : int or None, default=None
         Width of the energy MLP.
+        None = 64 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Depth of the energy MLP.
     n_freq : int, default=6
@@ -177,7 +185,7 @@ class EBM(TorchGenerativeModel):
     _capabilities = frozenset({"sample", "log_prob", "impute"})
     summary = "energy-based model, contrastive divergence with persistent Langevin chains"
     _parameter_constraints = {
-        **TRAINING, "objective": [Options(("cd", "dsm"))], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        **TRAINING, "objective": [Options(("cd", "dsm"))], "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT,
         "n_freq": NON_NEGATIVE_INT, "alpha": NON_NEGATIVE, "chain_steps": POSITIVE_INT, "chain_step_size": POSITIVE,
         "buffer_size": POSITIVE_INT, "reinit_frac": UNIT, "dsm_sigma": POSITIVE,
         "sampler": [Options(("langevin", "grid"))], "sample_init": [Options(("chains", "uniform"))],
@@ -185,7 +193,7 @@ class EBM(TorchGenerativeModel):
         "quad_points": [Interval(int, 2, None)], "ais_steps": POSITIVE_INT, "ais_chains": POSITIVE_INT,
     }
 
-    def __init__(self, *, objective: str = "cd", hidden: int = 64, layers: int = 3, n_freq: int = 6,
+    def __init__(self, *, objective: str = "cd", hidden: int | None = None, layers: int = 3, n_freq: int = 6,
                  alpha: float = 0.01, chain_steps: int = 10, chain_step_size: float = 1e-3,
                  buffer_size: int = 2048, reinit_frac: float = 0.5, dsm_sigma: float = 0.02,
                  sampler: str = "langevin", sample_init: str = "chains", init_temperature: float = 100.0,
@@ -222,7 +230,7 @@ class EBM(TorchGenerativeModel):
 
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        return EnergyNet(dim, int(self.hidden), int(self.layers), int(self.n_freq))
+        return EnergyNet(dim, scaled_width(self.hidden, dim, 64), int(self.layers), int(self.n_freq))
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         """Energy of standardised points, ``(B, D) -> (B,)``."""
@@ -498,11 +506,36 @@ class EBM(TorchGenerativeModel):
             self.last_accept_rate_ = res.accept_rate
             return res.x
 
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, method: str | None = None,
+                    steps: int | None = None, burn: int | None = None, max_cost: int | None = None, **opts):
+        """Draws from the model's ``p(z_missing | z_observed)`` (``log Z`` cancels in a conditional).
+
+        ``method``: 'grid', the base class's grid-Gibbs on ``-E`` (about 2,000 energy evaluations per
+        distinct row and missing coordinate per sweep); 'mcmc', preconditioned MALA on ``-E``
+        started from the model's own nearby samples (``genzoo.samplers.mcmc``: 400 energy-and-
+        gradient evaluations per row, exact in the limit of many steps); 'auto' (default), the grid
+        up to 2 columns, MCMC beyond. Both refuse above their cost guard, naming the cost.
+        """
+        from genzoo.families._wide import check_grid_cost, impute_route
+        from genzoo.samplers.mcmc import model_impute
+
+        d = int(self.n_features_in_)
+        if impute_route(method, d) == "grid":
+            if d > 2:
+                check_grid_cost(Z, miss, self.family, opts.get("sweeps", 30), opts.get("grid", 1024))
+            return super()._impute_std(Z, miss, seed, **opts)
+        if opts:
+            raise ValueError(f"impute(method='mcmc'): unknown option(s) {sorted(opts)}; valid: steps, burn, max_cost")
+        draw = lambda k, s: self._sample_std(k, None, s).detach().cpu().numpy()  # noqa: E731
+        return model_impute(lambda z: -self.energy(z), draw, Z, miss, seed, family=self.family, steps=steps,
+                            burn=burn, max_cost=max_cost, device=self.device_, per_eval="one energy evaluation")
+
     def _grid_sample(self, n: int) -> torch.Tensor:
         """Exact draw from the quadrature-normalised density (<= 2-D): cell by inverse CDF + jitter."""
         d = len(self.z_lo_)
         if d > QUAD_MAX_DIM:
-            raise UnsupportedError(f"sampler='grid' needs <= {QUAD_MAX_DIM} dimensions; this model has {d}")
+            raise UnsupportedError(f"sampler='grid' needs <= {QUAD_MAX_DIM} dimensions (its grid has quad_points^D "
+                                   f"cells); this model has {d}: use sampler='langevin'")
         q = int(self.quad_points)
         self.last_nfe_ = q**d / n  # the grid's evaluations, shared by the n draws
         return self._grid_draw(n, q)

@@ -25,7 +25,8 @@ a learned embedding of ``y``); ``sample(n, y=k)`` draws from it. ``score_samples
 the *marginal* ``log p(x) = logsumexp_k [log p(x | k) + log prior_k]`` with the training class
 frequencies as prior (exact, one pass per class), and ``sample(n)`` without labels first draws
 the class from that prior, so sampling and scoring describe the same distribution.
-Imputation uses the base class's grid-Gibbs sampler on this exact (marginal) density.
+Imputation uses the base class's grid-Gibbs sampler on this exact (marginal) density in <= 2-D, and
+preconditioned MALA on it beyond (``genzoo.samplers.mcmc``; see ``_impute_std``), each with a cost guard.
 
 Defaults, and why (the measurements, with the commands that reproduce them, are in
 ``benchmarks/RESULTS.md``, section ``flow``):
@@ -49,7 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.nn.coupling import (
     ActNorm,
     AffineCoupling,
@@ -112,8 +114,10 @@ class Flow(TorchGenerativeModel):
         or 'affine' (RealNVP).
     n_layers : int, default=6
         Number of coupling layers.
-    hidden : int, default=64
+    hidden : int or None, default=None
         Width of each conditioner network.
+        None = 64 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     blocks : int, default=1
         Residual blocks per conditioner.
     bins : int, default=16
@@ -150,12 +154,12 @@ class Flow(TorchGenerativeModel):
     summary = "Coupling normalising flow (mixture-CDF, spline or affine couplings); exact likelihood and sampling"
     _parameter_constraints = {
         **TRAINING, "coupling": [Options(("mixture", "spline", "affine"))], "n_layers": POSITIVE_INT,
-        "hidden": POSITIVE_INT, "blocks": NON_NEGATIVE_INT, "bins": POSITIVE_INT, "components": POSITIVE_INT,
+        "hidden": [*POSITIVE_INT, None], "blocks": NON_NEGATIVE_INT, "bins": POSITIVE_INT, "components": POSITIVE_INT,
         "tail_bound": POSITIVE, "data_init": ["boolean"], "fourier": NON_NEGATIVE_INT, "label_dim": POSITIVE_INT,
         "weight_decay": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT,
     }
 
-    def __init__(self, *, coupling: str = "mixture", n_layers: int = 6, hidden: int = 64, blocks: int = 1,
+    def __init__(self, *, coupling: str = "mixture", n_layers: int = 6, hidden: int | None = None, blocks: int = 1,
                  bins: int = 16, components: int = 16, tail_bound: float = 3.0, data_init: bool = True,
                  fourier: int = 0,
                  label_dim: int = 16,
@@ -189,7 +193,7 @@ class Flow(TorchGenerativeModel):
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         return FlowNet(dim, n_classes, coupling=self.coupling, n_layers=int(self.n_layers),
-                       hidden=int(self.hidden), blocks=int(self.blocks), bins=int(self.bins),
+                       hidden=scaled_width(self.hidden, dim, 64), blocks=int(self.blocks), bins=int(self.bins),
                        tail_bound=float(self.tail_bound), label_dim=int(self.label_dim),
                        fourier=int(self.fourier), components=int(self.components))
 
@@ -256,6 +260,34 @@ class Flow(TorchGenerativeModel):
                 out.append(net.log_prob(self._tensor(Z[a:a + _CHUNK]), None if yt is None else yt[a:a + _CHUNK])
                            .double().cpu())
         return torch.cat(out).numpy()
+
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, method: str | None = None,
+                    steps: int | None = None, burn: int | None = None, max_cost: int | None = None, **opts):
+        """Draws from the model's ``p(z_missing | z_observed)``.
+
+        ``method``: 'grid', the base class's grid-Gibbs on the exact density (exact up to the grid
+        with one missing coordinate; about 2,000 density evaluations per distinct row and missing
+        coordinate per sweep); 'mcmc', preconditioned MALA on the exact density started from the
+        model's own nearby samples (``genzoo.samplers.mcmc``: ``burn`` + ``steps`` = 250 + 150
+        evaluations with gradient per row, exact in the limit of many steps); 'auto' (default),
+        the grid up to 2 columns, MCMC beyond. Both refuse, naming the cost, above their guard
+        (``max_cost`` row-evaluations for MCMC). ``opts`` go to the grid route.
+        """
+        from genzoo.families._wide import check_grid_cost, impute_route, marginal_log_prob
+        from genzoo.samplers.mcmc import model_impute
+
+        d = int(self.n_features_in_)
+        if impute_route(method, d) == "grid":
+            if d > 2:
+                check_grid_cost(Z, miss, self.family, opts.get("sweeps", 30), opts.get("grid", 1024))
+            return super()._impute_std(Z, miss, seed, **opts)
+        if opts:
+            raise ValueError(f"impute(method='mcmc'): unknown option(s) {sorted(opts)}; valid: steps, burn, max_cost")
+        net = self.module_
+        lp = marginal_log_prob(self, lambda z, y: net.log_prob(z, y))
+        draw = lambda k, s: _to_numpy(self._sample_std(k, None, s))  # noqa: E731
+        return model_impute(lp, draw, Z, miss, seed, family=self.family, steps=steps, burn=burn, max_cost=max_cost,
+                            device=self.device_)
 
     def _sample_std(self, n: int, y: np.ndarray | None, seed: int) -> torch.Tensor:
         dev = torch.device(self.device_)

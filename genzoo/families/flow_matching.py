@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.nn.velocity import VelocityModel, velocity_net
 from genzoo.objectives.guidance import guided_velocity
 from genzoo.objectives.paths import cfm_loss, use_stable_target
@@ -103,8 +104,10 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     ----------
     coupling : str, default='independent'
         Noise-data pairing: 'independent' or 'ot' (exact minibatch optimal transport in 64-row blocks).
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the velocity MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=4
         Depth of the velocity MLP.
     time_dim : int, default=32
@@ -115,7 +118,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
         only.
     fourier_scale : float, default=5.0
-        Standard deviation of B, per unit of standardised data.
+        Standard deviation of B per unit of standardised data at D <= 2, times sqrt(2 / D) beyond
+        (``genzoo.nn.mlp.fourier_std``: the projection x B keeps its spread at any width).
     time_dist : str, default='uniform'
         Training times: 'uniform', or 'end' (half with 1 - t log-uniform, near the data).
     stable_target : 'auto' or bool, default='auto'
@@ -165,7 +169,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     _has_null_label = True
     summary = "flow matching (linear path, stable target or minibatch OT): ODE sampling, exact likelihood, guidance"
     _parameter_constraints = {
-        **TRAINING, "coupling": [Options(("independent", "ot"))], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        **TRAINING, "coupling": [Options(("independent", "ot"))], "hidden": [*POSITIVE_INT, None],
+        "layers": POSITIVE_INT,
         "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dist": [Options(("uniform", "end"))],
         "stable_target": [Options(("auto",)), "boolean"], "label_dropout": UNIT_OPEN_RIGHT,
@@ -175,7 +180,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
     }
 
-    def __init__(self, *, coupling: str = "independent", hidden: int = 128, layers: int = 4, time_dim: int = 32,
+    def __init__(self, *, coupling: str = "independent", hidden: int | None = None, layers: int = 4, time_dim: int = 32,
                  time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
                  time_dist: str = "uniform", stable_target="auto",
                  label_dropout: float = 0.1, guidance: float = 1.0,
@@ -219,7 +224,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     # ------------------------------------------------------------------ network and objective
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         use_stable_target(self.stable_target, self.coupling)  # stable_target=True needs independent noise
-        return VelocityModel(velocity_net(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
+        return VelocityModel(velocity_net(dim, n_classes, hidden=scaled_width(self.hidden, dim, 128),
+                                          layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
                                           fourier_scale=float(self.fourier_scale)),
@@ -344,6 +350,18 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         return (lp, torch.cat(ses).cpu().numpy()) if return_se else lp
 
     # ------------------------------------------------------------------ imputation
+    def _impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, steps: int | None = None,
+                    resample: int | None = None, method: str | None = None):
+        """As ``LinearPathImputation._impute_std``; beyond 2-D ``method='grid'`` first checks its cost
+        (about 2,000 ODE density evaluations per distinct row and missing coordinate per sweep) and
+        refuses, naming it, above ``ODE_GRID_MAX_EVALUATIONS``."""
+        from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost
+        from genzoo.samplers.conditional import density_route
+
+        if Z.shape[1] > 2 and density_route(method or self.impute_method, Z, miss, "repaint") == "grid":
+            check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
+        return super()._impute_std(Z, miss, seed, steps=steps, resample=resample, method=method)
+
     def _unconditional_field(self):
         """The field RePaint integrates (imputation: ``LinearPathImputation``)."""
         return self._field(None, 1.0)

@@ -56,7 +56,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.nn import MLP, ConditionedMLP, LabelEmbedding
+from genzoo.nn.mlp import fourier_std
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
 from genzoo.training import EMA
@@ -80,7 +82,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.pack = pack
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
-        self.register_buffer("freqs", torch.randn(dim, fourier) * fourier_scale)
+        self.register_buffer("freqs", torch.randn(dim, fourier) * fourier_std(dim, fourier_scale))
         per = dim + 2 * fourier + (label_dim if n_classes else 0)
         self.net = MLP(pack * per, 1, hidden, layers, activation=_LeakyReLU)
 
@@ -122,14 +124,20 @@ class GAN(TorchGenerativeModel):
 
     Parameters
     ----------
-    latent_dim : int, default=8
-        Size of the generator's noise u ~ N(0, I).
-    hidden : int, default=128
+    latent_dim : int or None, default=None
+        Size of the generator's noise u ~ N(0, I); None = max(8, D): 8 on the 2-D data it was tuned on,
+        and never fewer latent dimensions than data dimensions (a generator cannot fill a D-dimensional
+        density from fewer).
+    hidden : int or None, default=None
         Generator MLP width (ReLU, so it can fold space sharply).
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Generator MLP depth.
-    d_hidden : int, default=128
+    d_hidden : int or None, default=None
         Discriminator MLP width (LeakyReLU 0.2).
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     d_layers : int, default=3
         Discriminator MLP depth.
     stabilize : bool, default=True
@@ -155,7 +163,8 @@ class GAN(TorchGenerativeModel):
     fourier_features : int, default=32
         Random Fourier features of the rejection critic's input (0 = raw coordinates only).
     fourier_scale : float, default=5.0
-        Scale of those features per unit of standardised data.
+        Scale of those features per unit of standardised data at D <= 2, times sqrt(2 / D) beyond
+        (``genzoo.nn.mlp.fourier_std``).
     impute_pool : int, default=262144
         Smallest number of latent proposals of ``impute``'s importance resampling (``method='nearest'``,
         the default; at least 128 per row).
@@ -181,8 +190,8 @@ class GAN(TorchGenerativeModel):
     approximate_impute: ClassVar[str] = "search"  # the other impute method, which the report measures too
     summary: ClassVar[str] = "non-saturating GAN, R1 penalty, weight EMA, discriminator rejection (no density)"
     _parameter_constraints: ClassVar[dict] = {
-        **TRAINING, "latent_dim": POSITIVE_INT, "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
-        "d_hidden": POSITIVE_INT, "d_layers": POSITIVE_INT, "stabilize": ["boolean"], "pack": POSITIVE_INT,
+        **TRAINING, "latent_dim": [*POSITIVE_INT, None], "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT,
+        "d_hidden": [*POSITIVE_INT, None], "d_layers": POSITIVE_INT, "stabilize": ["boolean"], "pack": POSITIVE_INT,
         "r1_gamma": NON_NEGATIVE, "r1_every": POSITIVE_INT, "ema_decay": UNIT_OPEN_RIGHT, "d_lr_ratio": POSITIVE,
         "rejection": ["boolean"], "rejection_steps": NON_NEGATIVE_INT,
         "rejection_quantile": [Interval(float, 0, 1, closed="right")], "fourier_features": NON_NEGATIVE_INT,
@@ -190,8 +199,9 @@ class GAN(TorchGenerativeModel):
         "impute_tol": POSITIVE, "impute_pool": POSITIVE_INT,
     }
 
-    def __init__(self, *, latent_dim: int = 8, hidden: int = 128, layers: int = 3, d_hidden: int = 128,
-                 d_layers: int = 3, stabilize: bool = True, pack: int = 1, r1_gamma: float = 0.1,
+    def __init__(self, *, latent_dim: int | None = None, hidden: int | None = None, layers: int = 3,
+                 d_hidden: int | None = None, d_layers: int = 3, stabilize: bool = True, pack: int = 1,
+                 r1_gamma: float = 0.1,
                  r1_every: int = 4, ema_decay: float = 0.999, d_lr_ratio: float = 1.0,
                  rejection: bool = True, rejection_steps: int = 1000, rejection_quantile: float = 0.95,
                  fourier_features: int = 32, fourier_scale: float = 5.0, impute_starts: int = 16,
@@ -239,8 +249,9 @@ class GAN(TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         if self._pack() > int(self.batch_size):
             raise ValueError(f"pack ({self.pack}) must not exceed batch_size ({self.batch_size})")
-        return GANNet(dim, int(self.latent_dim), int(self.hidden), int(self.layers), int(self.d_hidden),
-                      int(self.d_layers), self._pack(), n_classes,
+        latent = max(8, dim) if self.latent_dim is None else int(self.latent_dim)
+        return GANNet(dim, latent, scaled_width(self.hidden, dim, 128), int(self.layers),
+                      scaled_width(self.d_hidden, dim, 128), int(self.d_layers), self._pack(), n_classes,
                       int(self.fourier_features) if self._uses_rejection() else None, float(self.fourier_scale),
                       # warm-started average: early on the copy follows the generator closely; plain GAN: a copy
                       ema_decay=float(self.ema_decay) if self.stabilize else 0.0)

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.families.text_masked_diffusion import TextMaskedDiffusion
 from genzoo.nn.mlp import ConditionedMLP
 from genzoo.objectives.guidance import drop_labels, guided
@@ -101,8 +102,10 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
     ----------
     n_bins : int, default=256
         Bins per coordinate (tokens), over the training range padded by 5%.
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the mask predictor MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Depth of the mask predictor MLP.
     steps : int or None, default=None
@@ -151,7 +154,7 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
     _has_null_label = True
     summary = "masked (absorbing-state) discrete diffusion over binned coordinates, ELBO density bound"
     _parameter_constraints = {
-        **TRAINING, "n_bins": [Interval(int, 2, None)], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        **TRAINING, "n_bins": [Interval(int, 2, None)], "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT,
         "steps": [*POSITIVE_INT, None], "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
         "exact_max_dim": NON_NEGATIVE_INT, "n_mc": POSITIVE_INT,
         "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT, "text_heads": POSITIVE_INT,
@@ -160,7 +163,7 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
     }
     budget_params = {"max_steps": 50, "text_steps": 50}
 
-    def __init__(self, *, n_bins: int = 256, hidden: int = 128, layers: int = 3, steps: int | None = None,
+    def __init__(self, *, n_bins: int = 256, hidden: int | None = None, layers: int = 3, steps: int | None = None,
                  label_dropout: float = 0.1, guidance: float = 1.0, exact_max_dim: int = 8,
                  n_mc: int = 64, text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
                  text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
@@ -195,7 +198,7 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
 
     # ------------------------------------------------------------------ tokens
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        return MaskPredictor(dim, int(self.n_bins), int(self.hidden), int(self.layers), n_classes)
+        return MaskPredictor(dim, int(self.n_bins), scaled_width(self.hidden, dim, 128), int(self.layers), n_classes)
 
     def _bin_edges(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower end and width of the bins per coordinate, each (D,)."""

@@ -111,8 +111,10 @@ class RectifiedFlow(FlowMatching):
         ODE solver that integrates the reflow pairs.
     pair_steps : int, default=32
         Its steps (in log-time).
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the velocity MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=4
         Depth of the velocity MLP.
     time_dim : int, default=32
@@ -123,7 +125,8 @@ class RectifiedFlow(FlowMatching):
         Random Fourier features sin/cos(x B) of the input (Tancik et al. 2020); 0 = raw coordinates
         only.
     fourier_scale : float, default=5.0
-        Standard deviation of B, per unit of standardised data.
+        Standard deviation of B per unit of standardised data at D <= 2, times sqrt(2 / D) beyond
+        (``genzoo.nn.mlp.fourier_std``: the projection x B keeps its spread at any width).
     label_dropout : float, default=0.1
         Share of training labels replaced by the null label, so one network also learns the
         unconditional model (guidance).
@@ -171,7 +174,7 @@ class RectifiedFlow(FlowMatching):
         **TRAINING, "n_reflow": NON_NEGATIVE_INT, "coupling": [Options(("independent", "ot"))],
         "stable_target": [Options(("auto",)), "boolean"], "reflow_steps": POSITIVE_INT,
         "reflow_batch_size": POSITIVE_INT, "reflow_lr": POSITIVE, "reflow_pairs": POSITIVE_INT,
-        "pair_sampler": ODE_METHOD, "pair_steps": POSITIVE_INT, "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        "pair_sampler": ODE_METHOD, "pair_steps": POSITIVE_INT, "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT,
         "time_dim": POSITIVE_INT, "time_scale": POSITIVE, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
         "ema_decay": UNIT_OPEN_RIGHT, "sampler": ODE_METHOD, "sample_steps": POSITIVE_INT,
@@ -184,7 +187,7 @@ class RectifiedFlow(FlowMatching):
                  reflow_steps: int = 8000, reflow_batch_size: int = 512, reflow_lr: float = 8e-3,
                  reflow_pairs: int = 80000, pair_sampler: str = "rk4",
                  pair_steps: int = 32,
-                 hidden: int = 128, layers: int = 4, time_dim: int = 32, time_scale: float = 4.0,
+                 hidden: int | None = None, layers: int = 4, time_dim: int = 32, time_scale: float = 4.0,
                  fourier_features: int = 64, fourier_scale: float = 5.0, label_dropout: float = 0.1,
                  guidance: float = 1.0, ema_decay: float = 0.999,
                  sampler: str = "euler", sample_steps: int = 8, likelihood_method: str = "rk4",

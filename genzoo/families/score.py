@@ -86,7 +86,8 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
-from genzoo.nn.mlp import ConditionedMLP
+from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost, scaled_width
+from genzoo.nn.mlp import ConditionedMLP, fourier_std
 from genzoo.objectives.guidance import drop_labels, guided
 from genzoo.objectives.targets import batch_posterior_mean
 from genzoo.params import (
@@ -126,7 +127,7 @@ class ScoreNet(nn.Module):
         super().__init__()
         self.n_classes = n_classes
         self.fourier_damping = fourier_damping
-        self.register_buffer("B", torch.randn(dim, fourier_features) * fourier_scale)  # (D, F)
+        self.register_buffer("B", torch.randn(dim, fourier_features) * fourier_std(dim, fourier_scale))  # (D, F)
         self.net = ConditionedMLP(dim + 2 * fourier_features, dim, hidden, layers, time_dim=time_dim,
                                   n_classes=n_classes, time_scale=4.0)
         self.ema = EMA(self.net, ema_decay, host=self)  # buffers ema_<name>
@@ -165,14 +166,17 @@ class ScoreModel(TorchGenerativeModel):
         Smallest noise level (the model's density is the data blurred by it).
     sigma_max : float, default=20.0
         Largest noise level (the prior N(0, (1 + sigma_max^2) I)).
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the denoiser MLP.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Depth of the denoiser MLP.
     fourier_features : int, default=64
         Random Fourier features of the scaled input; 0 = raw coordinates only.
     fourier_scale : float, default=4.0
-        Standard deviation of their frequencies, per unit of standardised data.
+        Standard deviation of their frequencies per unit of standardised data at D <= 2, times
+        sqrt(2 / D) beyond (``genzoo.nn.mlp.fourier_std``).
     time_dim : int, default=32
         Size of the sinusoidal features of log sigma.
     fourier_damping : bool, default=True
@@ -231,7 +235,7 @@ class ScoreModel(TorchGenerativeModel):
     summary = "score-based SDE model: DSM, reverse SDE (VP/VE), PF-ODE and annealed Langevin; PF-ODE likelihood"
     _parameter_constraints = {
         **TRAINING, "sde": [Options(("vp", "ve"))], "sigma_min": POSITIVE, "sigma_max": POSITIVE,
-        "hidden": POSITIVE_INT, "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
+        "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "fourier_features": NON_NEGATIVE_INT,
         "fourier_scale": POSITIVE, "time_dim": POSITIVE_INT, "fourier_damping": ["boolean"], "focus": UNIT,
         "stable_target": ["boolean"], "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
         "ema_decay": UNIT_OPEN_RIGHT, "sampler": [Options(("sde", "ode", "dpm++", "langevin"))],
@@ -241,7 +245,7 @@ class ScoreModel(TorchGenerativeModel):
     }
 
     def __init__(self, *, sde: str = "vp", sigma_min: float = 1e-3, sigma_max: float = 20.0,
-                 hidden: int = 128, layers: int = 3, fourier_features: int = 64, fourier_scale: float = 4.0,
+                 hidden: int | None = None, layers: int = 3, fourier_features: int = 64, fourier_scale: float = 4.0,
                  time_dim: int = 32, fourier_damping: bool = True, focus: float = 0.8, stable_target: bool = True,
                  label_dropout: float = 0.15, guidance: float = 1.0,
                  ema_decay: float = 0.999, sampler: str = "sde", sample_steps: int = 200,
@@ -289,7 +293,7 @@ class ScoreModel(TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         if not float(self.sigma_min) < float(self.sigma_max):
             raise ValueError(f"sigma_min must be below sigma_max; got {self.sigma_min}, {self.sigma_max}")
-        return ScoreNet(dim, n_classes, hidden=int(self.hidden), layers=int(self.layers),
+        return ScoreNet(dim, n_classes, hidden=scaled_width(self.hidden, dim, 128), layers=int(self.layers),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
                         time_dim=int(self.time_dim), fourier_damping=bool(self.fourier_damping),
                         ema_decay=float(self.ema_decay))
@@ -489,6 +493,8 @@ class ScoreModel(TorchGenerativeModel):
         re-perturbed to the current level, each step repeated ``resample`` times with the exact VE
         forward jump back in between (approximate); 'auto': the module docstring's rule."""
         if density_route(method, Z, miss, "repaint") == "grid":
+            if Z.shape[1] > 2:  # beyond 2-D: name the cost instead of running for hours
+                check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
             return super()._impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)

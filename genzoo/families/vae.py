@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, row_keyed_normal, torch_seed
+from genzoo.families._wide import scaled_width
 from genzoo.nn import ConditionedMLP
 from genzoo.params import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, Interval
 from genzoo.registry import register
@@ -95,8 +96,10 @@ class VAE(TorchGenerativeModel):
     ----------
     latent_dim : int or None, default=None
         Size of the latent u (prior N(0, I)); None = the data's dimension (at least 2).
-    hidden : int, default=128
+    hidden : int or None, default=None
         Width of the encoder and decoder MLPs.
+        None = 128 up to 32 columns, then 4 D rounded up to a multiple of 32
+        (``genzoo.families._wide.scaled_width``).
     layers : int, default=3
         Depth of the encoder and decoder MLPs.
     min_std : float, default=1e-3
@@ -127,12 +130,13 @@ class VAE(TorchGenerativeModel):
     _capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "log_prob", "impute", "conditional"})
     summary: ClassVar[str] = "Gaussian VAE with learned decoder variance; ELBO / importance-weighted bound"
     _parameter_constraints: ClassVar[dict] = {
-        **TRAINING, "latent_dim": [*POSITIVE_INT, None], "hidden": POSITIVE_INT, "layers": POSITIVE_INT,
+        **TRAINING, "latent_dim": [*POSITIVE_INT, None], "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT,
         "min_std": POSITIVE, "kl_warmup": [Interval(float, 0, 1, closed="left")], "iw_samples": POSITIVE_INT,
         "impute_proposals": POSITIVE_INT, "impute_steps": NON_NEGATIVE_INT,
     }
 
-    def __init__(self, *, latent_dim: int | None = None, hidden: int = 128, layers: int = 3, min_std: float = 1e-3,
+    def __init__(self, *, latent_dim: int | None = None, hidden: int | None = None, layers: int = 3,
+                 min_std: float = 1e-3,
                  kl_warmup: float = 0.2, iw_samples: int = 1, impute_proposals: int = 1000,
                  impute_steps: int = 10, max_steps: int = 10_000, batch_size: int = 256,
                  lr: float = 2e-3, validation_fraction: float = 0.1, early_stopping: bool = True,
@@ -159,7 +163,7 @@ class VAE(TorchGenerativeModel):
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         self._beta = 1.0
         latent = max(2, dim) if self.latent_dim is None else int(self.latent_dim)
-        return VAENet(dim, latent, int(self.hidden), int(self.layers), n_classes,
+        return VAENet(dim, latent, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
                       float(self.min_std))
 
     def _neg_elbo(self, z: torch.Tensor, y: torch.Tensor | None, beta: float = 1.0) -> torch.Tensor:

@@ -63,15 +63,26 @@ class LabelEmbedding(nn.Module):
         return self.emb(y)
 
 
+def fourier_std(dim: int, scale: float) -> float:
+    """Spread of the entries of a random Fourier projection: ``scale * sqrt(2 / D)`` (``scale`` up to D = 2).
+
+    For standardised ``x`` the projection ``x B`` then has spread ``scale * sqrt(2)`` at every width:
+    with entries of spread ``scale`` it grew like ``sqrt(D)``, so a scale tuned in 2-D gave ever
+    finer (noisier) features as the width grew.
+    """
+    return float(scale) * math.sqrt(2.0 / max(2, int(dim)))
+
+
 class FourierFeatures(nn.Module):
-    """``x -> [x, sin(x B), cos(x B)]`` with a fixed Gaussian ``B`` (D, F) of spread ``scale``
-    (random Fourier features, Tancik et al. 2020): they let an MLP switch sharply with ``x``,
-    which the thin modes of ``gaussians8`` / ``grid25`` need early in training. ``(B, D) -> (B, D + 2F)``.
+    """``x -> [x, sin(x B), cos(x B)]`` with a fixed Gaussian ``B`` (D, F) of spread
+    ``fourier_std(D, scale)`` (random Fourier features, Tancik et al. 2020): they let an MLP switch
+    sharply with ``x``, which the thin modes of ``gaussians8`` / ``grid25`` need early in training.
+    ``(B, D) -> (B, D + 2F)``.
     """
 
     def __init__(self, dim: int, features: int, scale: float):
         super().__init__()
-        self.register_buffer("B", torch.randn(dim, features) * scale)  # saved with the weights
+        self.register_buffer("B", torch.randn(dim, features) * fourier_std(dim, scale))  # saved with the weights
         self.out_dim = dim + 2 * features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""``genzoo train --label COLUMN``: a label column of the data file conditions the fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import genzoo as gz
+from genzoo.cli import main
+
+
+def _table(tmp_path):
+    X, y = gz.datasets.get("gaussians8").sample(800, random_state=0, return_labels=True)
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"a": X[:, 0], "kind": np.array(["n", "e", "s", "w", "ne", "nw", "se", "sw"])[y],
+                  "b": X[:, 1]}).to_csv(path, index=False)
+    return path
+
+
+def test_train_with_a_label_column(tmp_path, capsys):
+    data, model = _table(tmp_path), str(tmp_path / "m.genzoo")
+    assert main(["train", "gmm", "--data", str(data), "--label", "kind", "--out", model]) == 0
+    assert "conditioned on 'kind' (8 classes)" in capsys.readouterr().out
+    m = gz.load(model)
+    assert m.feature_names_in_.tolist() == ["a", "b"] and sorted(m.classes_) == sorted(
+        ["n", "e", "s", "w", "ne", "nw", "se", "sw"])
+    S = m.sample(200, y="n", random_state=0)
+    assert S.shape == (200, 2)
+
+
+def test_label_errors_are_one_line(tmp_path, capsys):
+    data, model = _table(tmp_path), str(tmp_path / "m.genzoo")
+    assert main(["train", "gmm", "--data", str(data), "--label", "knd", "--out", model]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no column 'knd'; did you mean 'kind'" in err
+    assert main(["train", "gmm", "--data", "ring", "--label", "kind", "--out", model]) == 1
+    assert "--label names a column of a data file" in capsys.readouterr().err
+    assert main(["train", "ebm", "--data", str(data), "--label", "kind", "--out", model]) == 1
+    assert "ebm does not take labels" in capsys.readouterr().err  # an unconditional family says so
