@@ -19,6 +19,11 @@ values. ``score_samples`` then returns the dequantisation bound on ``log P(X = x
 ``E_u log p(x + u) <= log int_[0,1)^k p(x + u) du <= log P(X = x)`` (Jensen; Theis et al.
 2016), the expectation taken over a fixed 16-point scrambled Sobol rule, so a family whose
 density is exact reports ``likelihood_kind='bound'``.
+
+Images: an array of shape ``(n, H, W)`` or ``(n, C, H, W)`` is fitted as ``n`` rows of its
+flattened pixels (integer images become integer columns, so the above applies: the score is the
+bound on log P(image)); ``image_shape_`` records the shape, ``sample`` answers in it, and
+``impute`` / ``score_samples`` take images of it (NaN at the missing pixels for ``impute``).
 """
 
 from __future__ import annotations
@@ -202,12 +207,16 @@ class GenerativeModel(BaseEstimator):
         from genzoo.params import validate_params
 
         validate_params(self)  # the declared hyperparameter constraints, before any other work
+        image_shape = _image_shape(X)
+        if image_shape is not None:  # images: one row of flattened pixels each (module docstring)
+            X = np.asarray(X).reshape(len(X), -1)
         X, spec = _read_fit_input(X)
         y_idx = self._encode_fit_labels(y, len(X))
         if not len(spec.modelled):
             raise ValueError(f"X: every column holds a single value ({', '.join(spec.names[:5])}"
                              f"{', ...' if spec.dim > 5 else ''}); there is nothing to model")
         self.spec_ = spec
+        self.image_shape_ = image_shape
         if self.spec_.frame:
             self.feature_names_in_ = np.asarray(self.spec_.names, dtype=object)
         elif hasattr(self, "feature_names_in_"):  # refitted on an array: no names (scikit-learn's rule)
@@ -250,7 +259,31 @@ class GenerativeModel(BaseEstimator):
         its best sampler for that budget (a few-step ODE solver, fewer steps), a one-pass family
         checks that its pass fits; ``last_nfe_`` reports what was spent.
         """
-        return self._spec().output(self._sample_array(n_samples, y, random_state, nfe=nfe, **opts))
+        out = self._spec().output(self._sample_array(n_samples, y, random_state, nfe=nfe, **opts))
+        return self._as_images(out)
+
+    # ------------------------------------------------------------------ images
+    def _image_rows(self, X: Any, name: str = "X") -> Any:
+        """For a model fitted on images: images of ``image_shape_`` as rows of pixels (else ``X`` as is)."""
+        shape = getattr(self, "image_shape_", None)
+        if shape is None or X is None or is_frame(X):
+            return X
+        try:
+            A = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a numeric array of images of shape "
+                             f"(n, {', '.join(map(str, shape))})") from None
+        if A.ndim != len(shape) + 1 or A.shape[1:] != tuple(shape):
+            raise ValueError(f"{name} has shape {A.shape}; the model was fitted on images of shape "
+                             f"(n, {', '.join(map(str, shape))})")
+        return A.reshape(len(A), -1)
+
+    def _as_images(self, out: Any) -> Any:
+        """Rows of pixels back in ``image_shape_`` (arrays only; a model fitted on rows answers as is)."""
+        shape = getattr(self, "image_shape_", None)
+        if shape is None:
+            return out
+        return np.asarray(out).reshape((len(out), *shape))
 
     # ------------------------------------------------------------------ typed columns
     @contextlib.contextmanager
@@ -324,6 +357,12 @@ class GenerativeModel(BaseEstimator):
         if y_idx is None and getattr(self, "classes_", None) is not None:
             # a model fitted with labels samples its marginal: y ~ class prior, then x ~ p(x | y)
             y_idx = np.random.default_rng(seed).choice(len(self.classes_), size=n, p=self.class_prior_)
+        if "guidance" in opts and "guidance" not in _hook_params(self._sample_std):
+            # no classifier-free guidance here: its sampler draws p(x | y), which is guidance 1
+            g = opts.pop("guidance")
+            if g is not None and float(g) != 1.0:
+                raise ValueError(f"{self.family} has no classifier-free guidance; it samples p(x | y) (guidance=1.0), "
+                                 f"got guidance={g}")
         _check_options(self._sample_std, opts, "sample", ("n", "y", "seed"))
         if nfe is not None:
             nfe = check_nfe(nfe)
@@ -395,7 +434,7 @@ class GenerativeModel(BaseEstimator):
         if "log_prob" not in self.capabilities:
             raise UnsupportedError(self._no_likelihood_reason())
         spec = self._spec()
-        X = check_array(X, "X", dim=self.n_features_in_, spec=spec)
+        X = check_array(self._image_rows(X), "X", dim=self.n_features_in_, spec=spec)
         _check_options(self._log_prob_std, opts, "score_samples", ("Z", "y", "return_se"))
         y_idx = None
         if null_label:
@@ -483,7 +522,7 @@ class GenerativeModel(BaseEstimator):
             raise UnsupportedError(f"{self.family} cannot impute missing values")
         like = X
         spec = self._spec()
-        X = check_array(X, "X", allow_nan=True, dim=self.n_features_in_, spec=spec)
+        X = check_array(self._image_rows(X), "X", allow_nan=True, dim=self.n_features_in_, spec=spec)
         for j, c in enumerate(spec.columns):
             if c.kind in ("categorical", "constant") and (X[:, j] < 0).any() and spec.needs_coding:
                 i = int(np.flatnonzero(X[:, j] < 0)[0])
@@ -511,7 +550,7 @@ class GenerativeModel(BaseEstimator):
                 Zf = _to_numpy(self._impute_std(Z, mm[rows_some], int(rng.integers(2**62)), **opts))
             filled = self._from_model(Zf)
             out[rows_some] = np.where(miss[rows_some], filled, out[rows_some])
-        return spec.output(out, like)
+        return self._as_images(spec.output(out, like))
 
     def save(self, path) -> None:
         """Write a checkpoint, by convention ``model.genzoo``: a zip of JSON metadata (format version,
@@ -602,6 +641,8 @@ class GenerativeModel(BaseEstimator):
         meta = {k: getattr(self, k) for k in keys if hasattr(self, k)}
         if getattr(self, "spec_", None) is not None:
             meta["spec_"] = self.spec_.to_dict()
+        if getattr(self, "image_shape_", None) is not None:
+            meta["image_shape_"] = [int(s) for s in self.image_shape_]
         return meta
 
     def _set_meta(self, meta: dict) -> None:
@@ -610,6 +651,8 @@ class GenerativeModel(BaseEstimator):
                 v = np.asarray(v, dtype=np.float64)
             elif k == "classes_" and v is not None:
                 v = np.asarray(v)
+            elif k == "image_shape_":
+                v = tuple(int(s) for s in v)
             elif k == "spec_":
                 v = DataSpec.from_dict(v)
                 if v.frame:
@@ -864,6 +907,17 @@ class _DiscreteAwareKind:
             if spec is not None and spec.has_discrete:
                 return "bound"
         return kind
+
+
+def _image_shape(X: Any) -> tuple[int, ...] | None:
+    """The image shape (without ``n``) of fit's ``X`` when it is an array of 3 or 4 dimensions, else None."""
+    if X is None or is_frame(X) or isinstance(X, str):
+        return None
+    try:
+        nd = np.ndim(X)
+    except Exception:  # ragged input: check_array names the problem
+        return None
+    return tuple(int(s) for s in np.shape(X)[1:]) if nd in (3, 4) else None
 
 
 def _read_fit_input(X: Any) -> tuple[np.ndarray, DataSpec]:

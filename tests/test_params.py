@@ -138,7 +138,8 @@ OUT_OF_RANGE = {
     "diffusion": ("label_dropout", 1.0), "autoregressive": ("n_components", 0), "gmm": ("max_components", 0),
     "kde": ("bandwidth", -0.1), "ebm": ("reinit_frac", 1.5), "score": ("focus", 2.0),
     "flow_matching": ("ema_decay", 1.0), "rectified_flow": ("n_reflow", -1), "consistency": ("n_levels", 1),
-    "masked_diffusion": ("n_bins", 1),
+    "masked_diffusion": ("n_bins", 1), "latent_diffusion": ("latent_dim", 0),
+    "vq_autoregressive": ("codebook_size", 0), "vq_masked": ("decode_steps", 0),
 }
 
 

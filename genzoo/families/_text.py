@@ -38,6 +38,10 @@ MAX_VAL_STRINGS = 500
 PACK_FACTOR = 4
 TEXT_GRAD_CLIP = 1.0
 TEXT_EMA_DECAY = 0.999
+#: hidden width of the transformer's MLP over its channels: 2, not GPT's 4 (names overfit a
+#: 4x MLP by 3,000 steps; at 2x a step costs 29% less, so 4,000 steps fit in the same time and
+#: reach a lower test NLL: autoregressive 1.918 vs 1.921, masked diffusion 2.083 vs 2.110 n/tok)
+TEXT_MLP_RATIO = 2
 
 # state of an array fit that a text fit replaces (and the other way round)
 _ARRAY_STATE = ("n_features_in_", "loc_", "scale_", "z_lo_", "z_hi_", "spec_", "feature_names_in_")
@@ -81,6 +85,8 @@ class TextFamily:
     """Mixin: a family's public methods accept lists of strings (see the module docstring)."""
 
     text_spec_: TextSpec | None = None
+    #: MLP ratio of the network being built (checkpoints written before it was 2 are read by shape)
+    _text_mlp_ratio: int = TEXT_MLP_RATIO
     #: whether the text model is trained by gradient descent (False: ``_text_fit_closed_form``)
     _text_trained: ClassVar[bool] = True
 
@@ -191,6 +197,7 @@ class TextFamily:
             if k in self.__dict__:
                 delattr(self, k)
         self.text_spec_ = spec
+        self._text_mlp_ratio = TEXT_MLP_RATIO
         self.device_ = self.fit_device_ = str(resolve_device(getattr(self, "device", "cpu")))
         self.history_ = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
         self.phases_ = []
@@ -323,9 +330,11 @@ class TextFamily:
         if self.text_spec_ is None:
             return super()._set_arrays(arrays)
         dev = torch.device(self.device_)
-        self.module_ = self._text_build(self.text_spec_, int(self.n_classes_)).to(dev)
         sd = {k[len("module."):]: torch.as_tensor(v, device="cpu")
               for k, v in arrays.items() if k.startswith("module.")}
+        w = sd.get("blocks.0.mlp.0.weight")
+        self._text_mlp_ratio = TEXT_MLP_RATIO if w is None else int(w.shape[0] // w.shape[1])
+        self.module_ = self._text_build(self.text_spec_, int(self.n_classes_)).to(dev)
         self.module_.load_state_dict(sd, strict=True)
         self.module_.eval()
 

@@ -163,7 +163,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         Strings only: channels, blocks and attention heads of the transformer.
     text_dropout : float, default=0.1
         Strings only: dropout in the transformer while training.
-    text_steps : int, default=3000
+    text_steps : int, default=4000
         Strings only: optimiser steps (a budget, scaled by presets like ``max_steps``).
     text_batch : int, default=2048
         Strings only: tokens per step, as rows of whole strings (no padding).
@@ -209,7 +209,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int | None = None, layers: int = 3, label_dim: int = 16,
                  text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
-                 text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
+                 text_dropout: float = 0.1, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
                  guidance: float = 1.0, max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,

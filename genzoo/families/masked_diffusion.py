@@ -124,9 +124,9 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
         passes per string (``ceil(n_mc / n)`` random orders of its n characters).
     text_width, text_layers, text_heads : int, default=128, 4, 4
         Strings only: channels, blocks and attention heads of the bidirectional transformer.
-    text_dropout : float, default=0.1
+    text_dropout : float, default=0.0
         Strings only: dropout in the transformer while training.
-    text_steps : int, default=3000
+    text_steps : int, default=4000
         Strings only: optimiser steps (a budget, scaled by presets like ``max_steps``).
     text_batch : int, default=2048
         Strings only: tokens per step, as rows of whole strings (no padding).
@@ -166,7 +166,7 @@ class MaskedDiffusion(TextMaskedDiffusion, TorchGenerativeModel):
     def __init__(self, *, n_bins: int = 256, hidden: int | None = None, layers: int = 3, steps: int | None = None,
                  label_dropout: float = 0.1, guidance: float = 1.0, exact_max_dim: int = 8,
                  n_mc: int = 64, text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
-                 text_dropout: float = 0.1, text_steps: int = 3000, text_batch: int = 2048, text_lr: float = 2e-3,
+                 text_dropout: float = 0.0, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, max_steps: int = 4000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 6,
                  random_state=None, device: str = "auto", verbose: int = 0):

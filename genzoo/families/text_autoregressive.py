@@ -66,7 +66,8 @@ class TextAutoregressive(TextFamily):
         if self.text_model == "bigram":
             return BigramTable(n_in, n_out)
         return Transformer(n_in, n_out, spec.max_len + 1, d_model=int(self.text_width), n_layers=int(self.text_layers),
-                           n_heads=int(self.text_heads), dropout=float(self.text_dropout), causal=True)
+                           n_heads=int(self.text_heads), dropout=float(self.text_dropout),
+                           mlp_ratio=self._text_mlp_ratio, causal=True)
 
     def _text_loss(self, tok: torch.Tensor, tgt: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         # maximum likelihood: cross-entropy of every next character and end token (nats per token)

@@ -58,7 +58,8 @@ class TextMaskedDiffusion(TextFamily):
         # inputs: start (label) token, characters and MASK; outputs: the characters
         return Transformer(spec.n_tokens(n_classes), spec.n_chars, spec.max_len + 1, d_model=int(self.text_width),
                            n_layers=int(self.text_layers), n_heads=int(self.text_heads),
-                           dropout=float(self.text_dropout), causal=False, end_positions=True)
+                           dropout=float(self.text_dropout),
+                           mlp_ratio=self._text_mlp_ratio, causal=False, end_positions=True)
 
     def _text_prepare(self, words: list[str], labels: np.ndarray | None) -> None:
         """The length model: log P(n | label) from counts with add-one smoothing, (n_classes + 1, max_len + 1);

@@ -28,7 +28,7 @@ def test_names_dataset_and_its_documented_split():
 def test_text_data_stays_out_of_the_2d_list():
     assert "names" not in gz.datasets.names()  # compare / CLI iterate these as 2-D distributions
     assert gz.datasets.names("text") == ["names"]
-    wider = set(gz.datasets.names("wide")) | set(gz.datasets.names("table"))
+    wider = set(gz.datasets.names("wide")) | set(gz.datasets.names("table")) | set(gz.datasets.names("image"))
     assert set(gz.datasets.names("all")) == set(gz.datasets.names()) | wider | {"names"}
     with pytest.raises(ValueError, match="unknown dataset kind"):
         gz.datasets.names("images")

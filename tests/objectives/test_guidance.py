@@ -12,7 +12,8 @@ from tests.families.test_common import LabelledFits
 
 # autoregressive guides its string model only: a guided product of 1-D mixture densities has no
 # direct sampler, so its array sampler refuses ``guidance`` (see test_text_models for strings)
-GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params() and f != "autoregressive"]
+GUIDED = [f for f in gz.families() if "guidance" in gz.make(f).get_params() and f != "autoregressive"
+          and getattr(gz.make(f), "data_kind", None) != "image"]  # image families: test_image_families.py
 
 
 def test_mixing_convention():
