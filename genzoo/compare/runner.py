@@ -45,12 +45,13 @@ COST = {"diffusion": 6, "flow": 5, "gan": 4, "vae": 3, "kde": 2, "autoregressive
 
 
 def resolve_families(spec: str | list[str] | None) -> list[str]:
-    """'core' (default), 'all', or a comma-separated list; unknown names raise ValueError."""
+    """'core' (default), 'all' (every family for rows; the image-only families are left out), or a
+    comma-separated list; unknown names raise ValueError."""
     known = gz.families()
     if spec is None or spec == "core":
         return [f for f in CORE + BASELINES if f in known]
     if spec == "all":
-        return list(known)
+        return [f for f in known if getattr(gz.registry.family_class(f), "data_kind", None) != "image"]
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not names:
         raise ValueError("--families is empty; give names, 'core' or 'all'")
