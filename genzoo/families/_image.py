@@ -191,7 +191,8 @@ class ImageFamily(GenerativeModel):
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.module_ = self._img_build().to(self._device())
-        sd = {k[len("module."):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("module.")}
+        sd = {k[len("module."):]: torch.as_tensor(v, device="cpu")
+              for k, v in arrays.items() if k.startswith("module.")}
         self.module_.load_state_dict(sd, strict=True)
         self.module_.eval()
 

@@ -185,10 +185,11 @@ class TokenImageFamily(ImageFamily):
         null = int(self.n_classes_)
         pd = float(self.label_dropout) if self.n_classes_ else 0.0
         for i in range(steps):
-            b = torch.randint(len(seqs), (int(self.batch_size),), generator=gen).to(seqs.device)
+            b = torch.randint(len(seqs), (int(self.batch_size),), generator=gen, device="cpu").to(seqs.device)
             yb = lab[b]
             if pd > 0:
-                yb = torch.where(torch.rand(len(b), generator=gen).to(yb.device) < pd, torch.full_like(yb, null), yb)
+                drop = torch.rand(len(b), generator=gen, device="cpu").to(yb.device) < pd
+                yb = torch.where(drop, torch.full_like(yb, null), yb)
             loss = self._prior_loss(seqs[b], self._label_tokens(yb), gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()

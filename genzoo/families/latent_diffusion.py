@@ -253,4 +253,4 @@ class LatentDiffusion(ImageFamily):
         ll = onehot.reshape(len(X), -1) @ flat.reshape(P, -1).double().T  # (n, P)
         w = torch.softmax(ll, 1).cpu().numpy()
         pick = np.array([rng.choice(P, p=wi / wi.sum()) for wi in w])
-        return categorical_median(logp[torch.as_tensor(pick)], 2)
+        return categorical_median(logp[torch.as_tensor(pick, device=logp.device)], 2)

@@ -79,9 +79,9 @@ class VQMasked(TokenImageFamily):
 
     def _prior_loss(self, seqs: torch.Tensor, lab_tok: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         B, T = seqs.shape
-        u = torch.rand(B, generator=gen).to(seqs.device)
+        u = torch.rand(B, generator=gen, device="cpu").to(seqs.device)
         m = torch.clamp(torch.ceil(torch.cos(math.pi / 2 * u) * T), 1, T)  # tokens masked per row
-        rank = torch.argsort(torch.rand(B, T, generator=gen).to(seqs.device), 1).argsort(1)
+        rank = torch.argsort(torch.rand(B, T, generator=gen, device="cpu").to(seqs.device), 1).argsort(1)
         masked = rank < m[:, None]
         inp = torch.cat([lab_tok[:, None], torch.where(masked, torch.full_like(seqs, self._mask_id), seqs)], 1)
         logits = self.module_.prior(inp)[:, 1:]  # (B, T, K)
