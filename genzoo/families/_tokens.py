@@ -264,7 +264,8 @@ class TokenImageFamily(ImageFamily):
             w = np.exp(lw - lw.max(0, keepdims=True))
             w /= w.sum(0, keepdims=True)
             pick = np.array([rng.choice(M, p=w[:, j]) for j in range(k)])
-            chosen = drawn.view(M, k, -1)[torch.as_tensor(pick), torch.arange(k)]
+            dev = drawn.device
+            chosen = drawn.view(M, k, -1)[torch.as_tensor(pick, device=dev), torch.arange(k, device=dev)]
             out[a:b] = tok.decode(chosen.view(k, *grid))
         return out
 

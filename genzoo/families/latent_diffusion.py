@@ -172,7 +172,7 @@ class LatentDiffusion(ImageFamily):
         sched = cosine_lr(opt, int(self.ae_steps))
         vae.train()
         for i in range(int(self.ae_steps)):
-            xb = X[torch.randint(len(X), (int(self.batch_size),), generator=gen).to(dev)]
+            xb = X[torch.randint(len(X), (int(self.batch_size),), generator=gen, device="cpu").to(dev)]
             mu, logvar = vae.encode(xb)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             rec = F.cross_entropy(vae.logits(z).transpose(1, 2), xb, reduction="sum") / len(xb)
@@ -199,7 +199,7 @@ class LatentDiffusion(ImageFamily):
         sched = cosine_lr(opt, int(self.max_steps))
         vel.train()
         for i in range(int(self.max_steps)):
-            b = torch.randint(len(X), (int(self.batch_size),), generator=gen).to(dev)
+            b = torch.randint(len(X), (int(self.batch_size),), generator=gen, device="cpu").to(dev)
             z1 = (mu[b] + torch.randn_like(mu[b]) * sd[b] - vae.z_mean) / vae.z_std
             z0 = torch.randn_like(z1)
             t = torch.rand(len(b), device=dev) * (1 - 2e-3) + 1e-3
