@@ -13,6 +13,16 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 import genzoo as gz  # noqa: E402
 
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one thread is faster than two fighting over a busy machine (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 #: the test preset: ``max_steps`` this small, and every other declared training budget
 #: (teacher steps, reflow steps and pairs, trajectory pools) scaled by the same fraction
 SMALL_STEPS = 150

@@ -25,13 +25,7 @@ TINY = {"vq_autoregressive": {"tokenizer_steps": 40, "max_steps": 40, "codebook_
 _CACHE: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread is faster than two fighting over a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def fitted(family: str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import genzoo as gz
 from tests.conftest import small_params
@@ -15,12 +14,7 @@ FAMILIES = ["vae", "gan", "flow", "diffusion", "autoregressive", "flow_matching"
 _CACHE: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _tiny(family: str) -> dict:
