@@ -211,6 +211,8 @@ class GenerativeModel(BaseEstimator):
         if image_shape is not None:  # images: one row of flattened pixels each (module docstring)
             X = np.asarray(X).reshape(len(X), -1)
         X, spec = _read_fit_input(X)
+        if image_shape is not None:
+            spec = _image_spec(X, spec)
         y_idx = self._encode_fit_labels(y, len(X))
         if not len(spec.modelled):
             raise ValueError(f"X: every column holds a single value ({', '.join(spec.names[:5])}"
@@ -222,7 +224,7 @@ class GenerativeModel(BaseEstimator):
         elif hasattr(self, "feature_names_in_"):  # refitted on an array: no names (scikit-learn's rule)
             del self.feature_names_in_
         self.n_features_in_ = X.shape[1]
-        keep, disc = spec.modelled, spec.discrete
+        keep, disc = spec.modelled, self._dequantised(spec)
         self.dim_ = len(keep)  # the columns the family models (constant ones are carried through)
         seed = seed_from(getattr(self, "random_state", None))
         if len(disc):  # dequantised once here (fresh noise per training step: TorchGenerativeModel)
@@ -304,7 +306,7 @@ class GenerativeModel(BaseEstimator):
         """Coded rows ``X`` (n, d) in the family's standardised space (n, dim_): constant columns
         dropped, discrete columns at ``x + u`` (the corner of their cell for u = 0)."""
         spec = self._spec()
-        keep, disc = spec.modelled, spec.discrete
+        keep, disc = spec.modelled, self._dequantised(spec)
         A = X[:, keep].astype(np.float64, copy=True)
         if len(disc) and not np.all(np.asarray(u) == 0):
             A[:, np.searchsorted(keep, disc)] += u
@@ -322,12 +324,22 @@ class GenerativeModel(BaseEstimator):
             out = np.empty((len(Z), spec.dim))
             out[:] = self.loc_  # constant columns: their value (a level's code for non-numbers)
             out[:, keep] = Z * self.scale_[keep] + self.loc_[keep]
-        if discretise:
+        if discretise:  # a dequantised value floors to its cell; an exactly modelled one rounds to itself
+            exact = set(self._exact_discrete(spec).tolist())
             for j in spec.discrete:
                 c = spec.columns[j]
                 lo, hi = (c.low, c.high) if c.kind == "integer" else (0, len(c.levels) - 1)
-                out[:, j] = np.clip(np.floor(out[:, j]), lo, hi)
+                out[:, j] = np.clip(np.round(out[:, j]) if j in exact else np.floor(out[:, j]), lo, hi)
         return out
+
+    def _exact_discrete(self, spec: DataSpec) -> np.ndarray:
+        """The discrete columns (indices into ``spec.columns``) this family gives an exact probability
+        mass, so they are not dequantised (none here; the autoregressive family's categorical heads)."""
+        return np.zeros(0, dtype=np.int64)
+
+    def _dequantised(self, spec: DataSpec) -> np.ndarray:
+        """The discrete columns modelled through dequantisation (all but ``_exact_discrete``)."""
+        return np.setdiff1d(spec.discrete, self._exact_discrete(spec)).astype(np.int64)
 
     def _possible_rows(self, X: np.ndarray, name: str = "X") -> np.ndarray:
         """Rows whose discrete and constant values the model can produce (the others have
@@ -452,12 +464,13 @@ class GenerativeModel(BaseEstimator):
         if ok.any():
             Z = self._to_model(X[ok])
             y_ok = None if y_idx is None else y_idx[ok]
-            k = len(spec.discrete)
+            disc = self._dequantised(spec)
+            k = len(disc)
             U = _dequant_rule(k, DEQUANT_DRAWS) if k else np.zeros((1, 0))
             if k:  # every row at every point of the rule, in one batch: (K n, dim_)
-                cols = np.searchsorted(spec.modelled, spec.discrete)
+                cols = np.searchsorted(spec.modelled, disc)
                 Zk = np.tile(Z, (len(U), 1))
-                Zk[:, cols] += np.repeat(U, len(Z), 0) / self.scale_[spec.discrete]
+                Zk[:, cols] += np.repeat(U, len(Z), 0) / self.scale_[disc]
                 Z, y_ok = Zk, None if y_ok is None else np.tile(y_ok, len(U))
             with self._family_view():
                 if null_label:
@@ -467,7 +480,9 @@ class GenerativeModel(BaseEstimator):
             l, s = l.reshape(len(U), -1), s.reshape(len(U), -1)
             lp[ok] = l.mean(0)
             se[ok] = np.sqrt(s.mean(0) ** 2 + (l.var(0) / len(U) if k else 0.0))
-        lp = lp.astype(np.float64) - float(np.log(self.scale_).sum())
+        # the standardisation's Jacobian, for the columns with a density (an exact mass has none)
+        dens = np.setdiff1d(np.arange(spec.dim), self._exact_discrete(spec))
+        lp = lp.astype(np.float64) - float(np.log(self.scale_[dens]).sum())
         return (lp, se) if return_se else lp
 
     def _log_prob_se_std(self, Z: np.ndarray, *y, **opts) -> tuple[np.ndarray, np.ndarray]:
@@ -779,9 +794,9 @@ class TorchGenerativeModel(GenerativeModel):
         time (the integer under a row is recovered by flooring: fit's own noise keeps off the cell
         edges). Batches of another width (e.g. reflow pairs) pass unchanged."""
         spec = getattr(self, "spec_", None)
-        if spec is None or not spec.has_discrete:
+        if spec is None or not len(self._dequantised(spec)):
             return step
-        disc, d = spec.discrete, len(spec.modelled)
+        disc, d = self._dequantised(spec), len(spec.modelled)
         cols = torch.as_tensor(np.searchsorted(spec.modelled, disc))
         loc = torch.as_tensor(self.loc_[disc], dtype=torch.float64)
         scale = torch.as_tensor(self.scale_[disc], dtype=torch.float64)
@@ -904,7 +919,7 @@ class _DiscreteAwareKind:
         kind = inner.__get__(obj, owner) if hasattr(type(inner), "__get__") else inner
         if obj is not None and kind == "exact":
             spec = obj.__dict__.get("spec_")
-            if spec is not None and spec.has_discrete:
+            if spec is not None and len(obj._dequantised(spec)):
                 return "bound"
         return kind
 
@@ -918,6 +933,14 @@ def _image_shape(X: Any) -> tuple[int, ...] | None:
     except Exception:  # ragged input: check_array names the problem
         return None
     return tuple(int(s) for s in np.shape(X)[1:]) if nd in (3, 4) else None
+
+
+def _image_spec(X: np.ndarray, spec: DataSpec) -> DataSpec:
+    """Flattened images' spec: integer levels ``>= 0`` (the digits) make integer pixels on one range
+    ``0 .. max`` (``DataSpec.image``); other values (float images) keep the inferred spec."""
+    if (X < 0).any() or (X != np.floor(X)).any():
+        return spec
+    return DataSpec.image(X.shape[1], max(1, int(X.max())), spec.array_dtype)
 
 
 def _read_fit_input(X: Any) -> tuple[np.ndarray, DataSpec]:

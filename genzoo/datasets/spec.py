@@ -114,6 +114,14 @@ class DataSpec:
         """The spec of a plain array of ``dim`` continuous columns (names ``x0 .. x{dim-1}``)."""
         return cls(tuple(Column(f"x{j}") for j in range(int(dim))))
 
+    @classmethod
+    def image(cls, dim: int, high: int, array_dtype: str | None = None) -> DataSpec:
+        """The spec of flattened integer images: every pixel an integer column on one shared range
+        ``0 .. high`` (the largest training level), none constant -- a pixel that was always 0 in
+        training is still a pixel, and a test image that lights it has a small, not a zero, probability."""
+        return cls(tuple(Column(f"x{j}", "integer", low=0, high=int(high), dtype=array_dtype) for j in range(int(dim))),
+                   array_dtype=array_dtype)
+
     # ------------------------------------------------------------------ inference
     @classmethod
     def infer(cls, X: Any, dim: int | None = None) -> DataSpec:

@@ -126,14 +126,45 @@ class MixtureHead:
 class _ARNet(nn.Module):
     """MADE producing mixture parameters for every coordinate, optionally label-conditioned."""
 
-    def __init__(self, dim: int, n_params: int, hidden: int, layers: int, n_classes: int, label_dim: int):
+    def __init__(self, dim: int, n_params: int, hidden: int, layers: int, n_classes: int, label_dim: int,
+                 dropout: float = 0.0):
         super().__init__()
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
-        self.made = MADE(dim, n_params, hidden, layers, context_dim=label_dim if n_classes else 0)
+        self.made = MADE(dim, n_params, hidden, layers, context_dim=label_dim if n_classes else 0, dropout=dropout)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         ctx = self.label(y, z.shape[0]) if self.label is not None else None
         return self.made(z, ctx)  # (B, D, P)
+
+
+class _Categorical:
+    """Exact categorical conditionals for the discrete coordinates of a row (integer / categorical
+    columns of at most ``MAX_EXACT_LEVELS`` values): logits over the column's codes, no dequantisation.
+
+    ``coords``: the coordinates (in the family's standardised row) that are categorical;
+    ``low``, ``n``: each one's smallest code and number of codes; ``loc``, ``scale``: its
+    standardisation, so code = low + index and z = (code - loc) / scale.
+    """
+
+    def __init__(self, coords, low, n, loc, scale, device):
+        f = lambda a, dt=torch.float64: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
+        self.coords = f(coords, torch.long)
+        self.low, self.n, self.loc, self.scale = f(low), f(n, torch.long), f(loc), f(scale)
+        self.L = int(max(n)) if len(n) else 0
+        levels = torch.arange(self.L, device=device)
+        self.mask = torch.where(levels[None, :] < self.n[:, None], 0.0, -torch.inf)  # (Dc, L)
+
+    def index(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised values (B, Dc) -> level indices (B, Dc) in 0 .. n - 1."""
+        code = torch.round(z.double() * self.scale + self.loc) - self.low
+        return torch.minimum(code.clamp_min(0), (self.n - 1).double()).long()
+
+    def log_softmax(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (..., Dc, P) -> log-probabilities of every level (..., Dc, L)."""
+        return torch.log_softmax(raw[..., :self.L] + self.mask.to(raw.dtype), -1)
+
+
+MAX_EXACT_LEVELS = 256
 
 
 # ----------------------------------------------------------------------------- the family
@@ -157,6 +188,8 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         Depth of the masked network.
     label_dim : int, default=16
         Size of the label embedding (used only when fitted with ``y``).
+    dropout : float, default=0.0
+        Dropout on the masked network's hidden units while training (for small data sets).
     text_model : str, default='transformer'
         Strings only: 'transformer' (causal, character level) or 'bigram' (counts, the baseline).
     text_width, text_layers, text_heads : int, default=128, 4, 4
@@ -199,6 +232,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     _parameter_constraints: ClassVar[dict] = {
         **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
         "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
+        "dropout": UNIT_OPEN_RIGHT,
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -208,6 +242,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int | None = None, layers: int = 3, label_dim: int = 16,
+                 dropout: float = 0.0,
                  text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
                  text_dropout: float = 0.1, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
@@ -220,6 +255,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         self.hidden = hidden
         self.layers = layers
         self.label_dim = label_dim
+        self.dropout = dropout
         self.text_model = text_model
         self.text_width = text_width
         self.text_layers = text_layers
@@ -247,13 +283,55 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     def _head(self) -> MixtureHead:
         return MixtureHead(self.n_components, self.component, self.min_scale)
 
+    def _exact_discrete(self, spec) -> np.ndarray:
+        """Integer / categorical columns of at most ``MAX_EXACT_LEVELS`` values get an exact categorical
+        conditional (so the likelihood of such data is exact, not a dequantisation bound)."""
+        return np.array([j for j in spec.discrete if spec.columns[j].n_codes <= MAX_EXACT_LEVELS], dtype=np.int64)
+
+    @property
+    def _cat(self) -> _Categorical | None:
+        """The categorical coordinates of the modelled row (None when every coordinate is continuous)."""
+        spec = getattr(self, "spec_", None)
+        exact = self._exact_discrete(spec) if spec is not None else np.zeros(0, np.int64)
+        if not len(exact):
+            return None
+        key = (id(spec), str(self.device_))
+        if getattr(self, "_cat_cache", (None,))[0] != key:
+            cols = [spec.columns[j] for j in exact]
+            low = [c.low if c.kind == "integer" else 0 for c in cols]
+            cat = _Categorical(np.searchsorted(spec.modelled, exact), low, [c.n_codes for c in cols],
+                               self.loc_[exact], self.scale_[exact], torch.device(self.device_))
+            self._cat_cache = (key, cat)
+        return self._cat_cache[1]
+
     def _build(self, dim: int, n_classes: int) -> nn.Module:
-        return _ARNet(dim, self._head.n_params, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
-                      int(self.label_dim))
+        cat = self._cat
+        n_params = max(self._head.n_params, cat.L if cat is not None else 0)
+        return _ARNet(dim, n_params, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
+                      int(self.label_dim), float(self.dropout))
 
     def _coord_log_prob(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """log p(z_i | z_<i [, y]) for every coordinate: (B, D)."""
-        return self._head.log_prob(self.module_(z, y), z)
+        """log p(z_i | z_<i [, y]) for every coordinate: (B, D) (a mass for categorical coordinates)."""
+        raw = self.module_(z, y)
+        cat = self._cat
+        if cat is None:
+            return self._head.log_prob(raw, z)
+        lp = self._head.log_prob(raw[..., :self._head.n_params], z)
+        c = cat.coords
+        lpc = cat.log_softmax(raw[:, c]).gather(-1, cat.index(z[:, c])[..., None])[..., 0]
+        return lp.index_copy(1, c, lpc.to(lp.dtype))
+
+    def _draw_coord(self, raw: torch.Tensor, i: int) -> torch.Tensor:
+        """One draw of coordinate ``i`` per row from its conditional with parameters ``raw`` (B, P)."""
+        cat = self._cat
+        if cat is not None:
+            hit = torch.nonzero(cat.coords == i)
+            if len(hit):
+                k = int(hit[0, 0])
+                p = torch.softmax(raw[:, :cat.L] + cat.mask[k].to(raw.dtype), -1)  # (B, L); 0 past the column's codes
+                idx = torch.multinomial(p, 1)[:, 0]
+                return ((idx.double() + cat.low[k] - cat.loc[k]) / cat.scale[k]).to(raw.dtype)
+        return self._head.sample(raw[..., :self._head.n_params])
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         # maximum likelihood: minus the mean of sum_i log p(z_i | z_<i, y)
@@ -306,7 +384,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             if not bool(rows.any()):
                 continue
             raw = self.module_(z[rows], None if y is None else y[rows])[:, i]  # (b, P)
-            z[rows, i] = self._head.sample(raw)
+            z[rows, i] = self._draw_coord(raw, i)
             nfe += 1
         self.last_nfe_ = nfe
         return z
@@ -362,6 +440,11 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         from genzoo.samplers.mcmc import model_impute
 
         d = int(self.n_features_in_)
+        if self._cat is not None:  # categorical coordinates: MALA and the 1-D grids do not apply
+            if method not in (None, "gibbs") or set(opts) - {"sweeps", "grid"}:
+                raise ValueError("impute: a model with categorical coordinates imputes by Gibbs sampling "
+                                 "(method='gibbs'; options: sweeps, grid)")
+            return self._gibbs_impute(Z, miss, seed, **opts)
         if impute_route(method, d) == "grid":
             if d > 2:
                 check_grid_cost(Z, miss, self.family, opts.get("sweeps", 30), opts.get("grid", 1024))
@@ -372,6 +455,60 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         draw = lambda k, s: _to_numpy(self._sample_std(k, None, s))  # noqa: E731
         return model_impute(lp, draw, Z, miss, seed, family=self.family, steps=steps, burn=burn, max_cost=max_cost,
                             device=self.device_)
+
+
+    def _gibbs_impute(self, Z: np.ndarray, miss: np.ndarray, seed: int, sweeps: int = 20, grid: int = 256):
+        """Gibbs sampling on the model's exact joint, for models with categorical coordinates.
+
+        Starts from ancestral draws (each missing coordinate given those before it), then
+        ``sweeps`` sweeps: a labelled model's class from its posterior given the whole row, then
+        each missing coordinate in order from its full conditional -- enumerated over a categorical
+        coordinate's levels (exact), on ``grid`` nodes over the training range plus a uniform
+        jitter within the node's cell for a continuous one. One network pass per candidate value;
+        exact for the model in the limit of many sweeps (an approximation at any finite number).
+        """
+        dev = torch.device(self.device_)
+        cat, C = self._cat, int(self.n_classes_)
+        B, D = Z.shape
+        with torch_seed(seed, dev), torch.no_grad():
+            z = self._tensor(np.where(miss, 0.0, Z))
+            fill = torch.as_tensor(miss, device=dev)
+            y = None
+            if C:
+                prior = torch.as_tensor(self.class_prior_, dtype=torch.float32, device=dev)
+                y = torch.multinomial(prior.expand(B, C), 1)[:, 0]
+            z = self._ancestral(z, fill, y)
+            lo = torch.as_tensor(self.z_lo_, dtype=z.dtype, device=dev)
+            hi = torch.as_tensor(self.z_hi_, dtype=z.dtype, device=dev)
+            coords = cat.coords.tolist()
+            for _ in range(int(sweeps)):
+                if C:
+                    y = torch.multinomial(torch.softmax(self._class_log_joint(z, upto=D), 1), 1)[:, 0]
+                for i in range(D):
+                    rows = torch.nonzero(fill[:, i])[:, 0]
+                    if not len(rows):
+                        continue
+                    if i in coords:
+                        k = coords.index(i)
+                        n = int(cat.n[k])
+                        cand = ((torch.arange(n, device=dev).double() + cat.low[k] - cat.loc[k]) / cat.scale[k])
+                        cand, width = cand.to(z.dtype), None
+                    else:
+                        pad = 0.25 * (hi[i] - lo[i])
+                        edges = torch.linspace(float(lo[i] - pad), float(hi[i] + pad), int(grid) + 1, device=dev,
+                                               dtype=z.dtype)
+                        cand, width = 0.5 * (edges[1:] + edges[:-1]), edges[1] - edges[0]
+                    V = len(cand)
+                    zz = z[rows].repeat_interleave(V, 0)
+                    zz[:, i] = cand.repeat(len(rows))
+                    yy = None if y is None else y[rows].repeat_interleave(V)
+                    lp = self._chunked(lambda b, yb: self._coord_log_prob(b, yb)[:, i:].sum(1), zz, yy)
+                    pick = torch.multinomial(torch.softmax(lp.view(len(rows), V).double(), 1), 1)[:, 0]
+                    new = cand[pick]
+                    if width is not None:
+                        new = new + width * (torch.rand_like(new) - 0.5)
+                    z[rows, i] = new
+        return _to_numpy(z)
 
 
 __all__ = ["Autoregressive", "MixtureHead"]

@@ -39,10 +39,11 @@ class MADE(nn.Module):
     equally), ``layers`` hidden layers: the first a masked input projection,
     the rest residual masked blocks. The last layer is zero-initialised, so the network
     starts from the same constant output for every input (a stable start for a density).
+    ``dropout``: on the hidden units while training (a regulariser for small data sets).
     """
 
     def __init__(self, dim: int, out_per_dim: int, hidden: int = 256, layers: int = 3,
-                 context_dim: int = 0, activation: type[nn.Module] = nn.SiLU):
+                 context_dim: int = 0, activation: type[nn.Module] = nn.SiLU, dropout: float = 0.0):
         super().__init__()
         if dim < 1:
             raise ValueError(f"MADE needs dim >= 1; got {dim}")
@@ -61,6 +62,7 @@ class MADE(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.act = activation()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # on hidden units, training only
         self.ctx_in = nn.Linear(context_dim, hidden) if context_dim else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,8 +72,8 @@ class MADE(nn.Module):
                 raise ValueError("this MADE was built with a context; pass one")
             h = h + self.ctx_in(context)
         for blk in self.blocks:
-            h = h + blk(self.act(h))  # residual masked block, (B, H)
-        out = self.out(self.act(h))  # (B, D*P)
+            h = h + blk(self.drop(self.act(h)))  # residual masked block, (B, H)
+        out = self.out(self.drop(self.act(h)))  # (B, D*P)
         return out.view(x.shape[0], self.dim, self.out_per_dim)
 
 

@@ -69,14 +69,18 @@ def test_impute_keeps_observed_pixels(family):
 @pytest.mark.parametrize("family", ["flow", "autoregressive"])  # masked_diffusion: its ELBO at 64-D is slow
 def test_image_score_is_a_log_probability_of_the_discrete_image(family):
     m = fitted(family)
-    X, _ = _digits(12)  # training images: every pixel value inside the range the model saw
+    X, _ = _digits(12)
     lp = m.score_samples(X)
     assert lp.shape == (12,) and np.isfinite(lp).all()
     assert (lp <= 1e-6).all()  # log P of a discrete image (a bound): at most 0
     np.testing.assert_allclose(lp, m.score_samples(X.astype(float)))
-    far = X[:2].copy()
-    far[:, 0, 0] = 16  # a corner pixel never lit in training: probability 0
-    assert np.isneginf(m.score_samples(far)).all()
+    lit = X[:2].copy()
+    lit[:, 0, 0] = 16  # a corner pixel never lit in training: unlikely, still possible (one level range)
+    lit_lp = m.score_samples(lit)
+    assert np.isfinite(lit_lp).all() and (lit_lp < lp[:2]).all()
+    over = X[:2].copy()
+    over[:, 3, 3] = 17  # above every level seen in training: probability 0
+    assert np.isneginf(m.score_samples(over)).all()
 
 
 def test_image_spec_round_trips_through_save_and_load(tmp_path):
