@@ -17,8 +17,9 @@ and put back on output; integer and categorical columns (categories as level cod
 step for the gradient-trained families), and samples are floored and clipped back to valid
 values. ``score_samples`` then returns the dequantisation bound on ``log P(X = x)``:
 ``E_u log p(x + u) <= log int_[0,1)^k p(x + u) du <= log P(X = x)`` (Jensen; Theis et al.
-2016), the expectation taken over a fixed 16-point scrambled Sobol rule, so a family whose
-density is exact reports ``likelihood_kind='bound'``.
+2016), the expectation taken over a fixed scrambled Sobol rule (16 points, fewer on wide rows),
+so a family whose density is exact reports ``likelihood_kind='bound'`` -- unless it models those
+columns exactly itself (``_exact_discrete``: the autoregressive family's categorical heads).
 
 Images: an array of shape ``(n, H, W)`` or ``(n, C, H, W)`` is fitted as ``n`` rows of its
 flattened pixels (integer images become integer columns, so the above applies: the score is the
@@ -52,8 +53,18 @@ PROGRESS_POSITION: int | None = None
 #: checkpoint format: 1 = zip of meta.json + arrays.safetensors; 2 adds the data spec (``spec_``) and
 #: the training device (``fit_device_``) to the state. Every version up to this one loads.
 FORMAT_VERSION = 2
-#: points of the rule over the dequantisation cube that ``score_samples`` averages (a power of 2: Sobol)
+#: points of the rule over the dequantisation cube that ``score_samples`` averages (a power of 2: Sobol),
+#: for up to 16 discrete columns; wider rows get fewer (``dequant_draws``): an image of 64 pixels 4
 DEQUANT_DRAWS = 16
+
+
+def dequant_draws(k: int) -> int:
+    """Points of the dequantisation rule for ``k`` discrete columns: 16 up to k = 16, then the power
+    of two nearest below 256 / k, at least 2 (the cost of a score grows with the points times the
+    model's cost per row, which grows with k; the bound stays unbiased, its standard error is reported)."""
+    if k <= 16:
+        return DEQUANT_DRAWS
+    return max(2, 2 ** int(np.floor(np.log2(256 / k))))
 #: the fixed dequantisation noise of fit keeps this far from the cell edges, so a training step can
 #: recover the integer under a float32 row and draw fresh noise for it
 _DEQUANT_EDGE = 1e-3
@@ -438,9 +449,11 @@ class GenerativeModel(BaseEstimator):
 
         With integer or categorical columns the number is the dequantisation bound on
         ``log P(X = x)`` (module docstring): the mean of ``log p(x + u)`` over a fixed 16-point
-        scrambled Sobol rule on the cell ``[0, 1)^k`` (its standard error from the spread over the
-        rule); a value outside a column's range, an unknown category, or another value in a
-        constant column has probability 0 (-inf).
+        scrambled Sobol rule on the cell ``[0, 1)^k`` (fewer points beyond 16 discrete columns,
+        ``dequant_draws``: 4 for an 8x8 image; its standard error from the spread over the rule);
+        a value outside a column's range, an unknown category, or another value in a constant
+        column has probability 0 (-inf). Columns the family models exactly (``_exact_discrete``)
+        are scored as they are, no rule.
         """
         self._check_fitted()
         if "log_prob" not in self.capabilities:
@@ -466,7 +479,7 @@ class GenerativeModel(BaseEstimator):
             y_ok = None if y_idx is None else y_idx[ok]
             disc = self._dequantised(spec)
             k = len(disc)
-            U = _dequant_rule(k, DEQUANT_DRAWS) if k else np.zeros((1, 0))
+            U = _dequant_rule(k, dequant_draws(k)) if k else np.zeros((1, 0))
             if k:  # every row at every point of the rule, in one batch: (K n, dim_)
                 cols = np.searchsorted(spec.modelled, disc)
                 Zk = np.tile(Z, (len(U), 1))

@@ -1,7 +1,8 @@
 """Integer, categorical and constant columns: dequantised training, valid samples, honest probabilities.
 
 The key property: a model's scores of discrete values are log-probabilities (a lower bound), so
-exp(score) summed over every possible value is at most 1.
+exp(score) summed over every possible value is at most 1 -- exactly 1 for the autoregressive
+family, whose discrete conditionals are exact (discretised logistic mixtures, softmaxes).
 """
 
 from __future__ import annotations
@@ -37,9 +38,16 @@ def _mass(model, X: np.ndarray) -> float:
 @pytest.mark.parametrize("family", ["autoregressive", "gmm"])
 def test_1d_integer_probabilities_sum_to_at_most_one(family, counts1d):
     m = gz.make(family, random_state=0, **FAST[family]).fit(counts1d)
-    assert m.spec_.columns[0].kind == "integer" and m.likelihood_kind == "bound"
+    exact = family == "autoregressive"
+    assert m.spec_.columns[0].kind == "integer" and m.likelihood_kind == ("exact" if exact else "bound")
     mass = _mass(m, counts1d)
-    assert 0.8 < mass <= 1.005  # a bound: below 1 by the Jensen gap, not far below on easy data
+    if exact:  # a probability mass over the fitted range: sums to one
+        assert abs(mass - 1) < 1e-4
+        freq = np.bincount(counts1d[:, 0] - counts1d.min()) / len(counts1d)
+        x = np.arange(counts1d.min(), counts1d.max() + 1)[:, None]
+        assert np.abs(np.exp(m.score_samples(x)) - freq).max() < 0.03  # and it learned the frequencies
+    else:
+        assert 0.8 < mass <= 1.005  # a bound: below 1 by the Jensen gap, not far below on easy data
     S = m.sample(400, random_state=1)
     assert S.dtype == np.int64 and S.min() >= counts1d.min() and S.max() <= counts1d.max()
 
@@ -49,6 +57,8 @@ def test_2d_integer_probabilities_sum_to_at_most_one(family, counts2d):
     m = gz.make(family, random_state=0, **FAST[family]).fit(counts2d)
     mass = _mass(m, counts2d)
     assert 0.6 < mass <= 1.01
+    if family == "autoregressive":
+        assert m.likelihood_kind == "exact" and abs(mass - 1) < 1e-4
     S = m.sample(400, random_state=1)
     assert np.issubdtype(S.dtype, np.integer)
     assert (S >= counts2d.min(0)).all() and (S <= counts2d.max(0)).all()
@@ -133,7 +143,8 @@ def test_a_table_is_typed_and_comes_back_with_its_columns_and_dtypes(table, tabl
 
 def test_a_table_scores_imputes_and_round_trips(table, table_model, tmp_path):
     lp = table_model.score_samples(table.head(20))
-    assert np.isfinite(lp).all() and table_model.likelihood_kind == "bound"
+    # the autoregressive family's discrete columns are exact: a density in height, a mass in the rest
+    assert np.isfinite(lp).all() and table_model.likelihood_kind == "exact"
     # an unseen category, or another value in a constant column: probability 0
     odd = table.head(2).copy()
     odd["city"] = ["Paris", "Rome"]
@@ -154,7 +165,7 @@ def test_a_table_scores_imputes_and_round_trips(table, table_model, tmp_path):
     path = tmp_path / "m.genzoo"
     table_model.save(path)
     back = gz.load(path)
-    assert back.spec_ == table_model.spec_ and back.likelihood_kind == "bound"
+    assert back.spec_ == table_model.spec_ and back.likelihood_kind == "exact"
     np.testing.assert_allclose(back.score_samples(table.head(20)), lp)
     pd.testing.assert_frame_equal(back.sample(50, random_state=3), table_model.sample(50, random_state=3))
 

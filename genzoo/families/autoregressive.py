@@ -19,6 +19,12 @@ Every component has its scale bounded below by ``min_scale`` (in standardised un
 the density is finite everywhere; tails are logistic or Gaussian, so it is positive
 everywhere too.
 
+Discrete columns (integer or categorical, at most ``MAX_EXACT_LEVELS`` = 256 values: counts,
+categories, the 17 grey levels of an 8x8 digit) get a categorical conditional instead: logits
+over the column's values, no dequantisation, so ``score_samples`` is the exact ``log P(X = x)``
+(``likelihood_kind='exact'``, probabilities over all values summing to one) and draws are valid
+values. Wider integer ranges keep the dequantised mixture (then the score is a bound).
+
 With labels, a label embedding is a context that feeds every conditional (it enters the
 masked network unmasked). ``score_samples(X)`` then returns the *marginal*
 log p(x) = logsumexp_k [log p(x | k) + log prior_k] with the class frequencies of the
@@ -33,7 +39,9 @@ falls back, in <= 2-D, to the base class's grid-Gibbs sampler on the exact densi
 to a 1024-cell grid with one missing coordinate, a Gibbs chain with more) and beyond 2-D to
 preconditioned MALA on it (``genzoo.samplers.mcmc``: 400 density-and-gradient evaluations per
 row, exact in the limit of many steps, with a cost guard): documented approximations. The
-natural order 0..D-1 is kept at every width, so that a missing suffix stays exact.
+natural order 0..D-1 is kept at every width, so that a missing suffix stays exact. With
+categorical coordinates the other patterns are Gibbs-sampled on the exact joint instead
+(``_gibbs_impute``: enumeration over a coordinate's values, 20 sweeps; exact in the limit).
 
 Strings: fitted on a list of strings, the family is a character-level model -- a causal
 transformer with exact P(string), or the bigram baseline (``text_model='bigram'``); see
@@ -55,6 +63,7 @@ from genzoo.families._wide import scaled_width
 from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
 from genzoo.nn.made import MADE
 from genzoo.nn.mlp import LabelEmbedding
+from genzoo.nn.pixelcnn import PixelCNN
 from genzoo.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
 
@@ -127,41 +136,103 @@ class _ARNet(nn.Module):
     """MADE producing mixture parameters for every coordinate, optionally label-conditioned."""
 
     def __init__(self, dim: int, n_params: int, hidden: int, layers: int, n_classes: int, label_dim: int,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, image: tuple[int, int] | None = None):
         super().__init__()
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
-        self.made = MADE(dim, n_params, hidden, layers, context_dim=label_dim if n_classes else 0, dropout=dropout)
+        ctx = label_dim if n_classes else 0
+        if image is not None:  # one-channel images: masked convolutions (genzoo.nn.pixelcnn)
+            self.made = PixelCNN(image, n_params, channels=hidden, blocks=layers, context_dim=ctx, dropout=dropout)
+        else:
+            self.made = MADE(dim, n_params, hidden, layers, context_dim=ctx, dropout=dropout)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         ctx = self.label(y, z.shape[0]) if self.label is not None else None
         return self.made(z, ctx)  # (B, D, P)
 
 
-class _Categorical:
-    """Exact categorical conditionals for the discrete coordinates of a row (integer / categorical
-    columns of at most ``MAX_EXACT_LEVELS`` values): logits over the column's codes, no dequantisation.
+class _Discrete:
+    """Exact conditionals for the discrete coordinates of a row (integer / categorical columns of at
+    most ``MAX_EXACT_LEVELS`` values), no dequantisation.
 
-    ``coords``: the coordinates (in the family's standardised row) that are categorical;
-    ``low``, ``n``: each one's smallest code and number of codes; ``loc``, ``scale``: its
-    standardisation, so code = low + index and z = (code - loc) / scale.
+    An integer column is ordinal: its conditional is a mixture of ``K`` logistics discretised to
+    the column's values (PixelCNN++, Salimans et al. 2017): ``P(k) = sum_m w_m [F_m(k + 1/2) -
+    F_m(k - 1/2)]``, the end values taking the tails -- neighbouring values share mass, which is
+    what lets 17 grey levels generalise from a thousand images. A categorical column is nominal:
+    a softmax over its levels. ``coords``: the discrete coordinates of the family's standardised
+    row; ``low``, ``n``: each one's smallest code and number of codes; ``loc``, ``scale``: its
+    standardisation (code = low + index, z = (code - loc) / scale); ``ordinal``: integer or not.
     """
 
-    def __init__(self, coords, low, n, loc, scale, device):
+    BIG = 1e6  # stands in for +-inf at the end values' outer edges (finite: no NaN gradients)
+
+    def __init__(self, coords, low, n, loc, scale, ordinal, head: MixtureHead, device):
         f = lambda a, dt=torch.float64: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
         self.coords = f(coords, torch.long)
         self.low, self.n, self.loc, self.scale = f(low), f(n, torch.long), f(loc), f(scale)
+        self.ordinal = f(ordinal, torch.bool)
+        self.head = MixtureHead(head.K, "logistic", head.min_scale)
         self.L = int(max(n)) if len(n) else 0
         levels = torch.arange(self.L, device=device)
-        self.mask = torch.where(levels[None, :] < self.n[:, None], 0.0, -torch.inf)  # (Dc, L)
+        valid = levels[None, :] < self.n[:, None]  # (Dc, L)
+        self.mask = torch.where(valid, 0.0, -torch.inf).float()
+        # each value's cell in standardised units, (Dc, L): [k - 1/2, k + 1/2], the ends open
+        code = levels[None, :].double() + self.low[:, None]
+        lower = (code - 0.5 - self.loc[:, None]) / self.scale[:, None]
+        upper = (code + 0.5 - self.loc[:, None]) / self.scale[:, None]
+        lower[:, 0] = -self.BIG
+        upper = torch.where(levels[None, :] == self.n[:, None] - 1, self.BIG, upper)
+        self.lower = torch.where(valid, lower, self.BIG).float()
+        self.upper = torch.where(valid, upper, 2 * self.BIG).float()
+
+    @property
+    def n_params(self) -> int:
+        return max(self.L, self.head.n_params)
 
     def index(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised values (B, Dc) -> level indices (B, Dc) in 0 .. n - 1."""
         code = torch.round(z.double() * self.scale + self.loc) - self.low
         return torch.minimum(code.clamp_min(0), (self.n - 1).double()).long()
 
-    def log_softmax(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw outputs (..., Dc, P) -> log-probabilities of every level (..., Dc, L)."""
-        return torch.log_softmax(raw[..., :self.L] + self.mask.to(raw.dtype), -1)
+    def value(self, idx: torch.Tensor, dtype) -> torch.Tensor:
+        """Level indices (B, Dc) -> standardised values."""
+        return ((idx.double() + self.low - self.loc) / self.scale).to(dtype)
+
+    def level_log_probs(self, raw: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Raw outputs (B, Dc, P) -> log P of every level (B, Dc, L), -inf past a column's levels;
+        with ``k``: raw (B, P) of the k-th discrete coordinate alone -> (B, L)."""
+        if k is not None:
+            return self._level_log_probs(raw[:, None], slice(k, k + 1))[:, 0]
+        return self._level_log_probs(raw, slice(None))
+
+    def _level_log_probs(self, raw: torch.Tensor, sel: slice) -> torch.Tensor:
+        mask, ordinal_coord = self.mask[sel], self.ordinal[sel]
+        nominal = torch.log_softmax(raw[..., :self.L] + mask, -1)
+        if not bool(ordinal_coord.any()):
+            return nominal
+        B, Dc, L = raw.shape[0], mask.shape[0], self.L
+        ordinal = self._cell_log_prob(raw[:, :, None, :].expand(B, Dc, L, raw.shape[-1]),
+                                      self.lower[sel].expand(B, Dc, L), self.upper[sel].expand(B, Dc, L)) + mask
+        return torch.where(ordinal_coord[None, :, None], ordinal, nominal)
+
+    def log_prob(self, raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log P of the observed values: raw (B, Dc, P), standardised values z (B, Dc) -> (B, Dc).
+        Only the observed cell is evaluated (a 17-level image costs one cell, not 17)."""
+        idx = self.index(z)
+        nominal = torch.log_softmax(raw[..., :self.L] + self.mask, -1).gather(-1, idx[..., None])[..., 0]
+        if not bool(self.ordinal.any()):
+            return nominal
+        B = raw.shape[0]
+        lower = self.lower.expand(B, -1, -1).gather(-1, idx[..., None])[..., 0]
+        upper = self.upper.expand(B, -1, -1).gather(-1, idx[..., None])[..., 0]
+        return torch.where(self.ordinal[None, :], self._cell_log_prob(raw, lower, upper), nominal)
+
+    def _cell_log_prob(self, raw: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """log sum_m w_m [F_m(upper) - F_m(lower)] for the logistic mixture in ``raw`` (..., P); edges (...)."""
+        logw, mu, s, _ = self.head.split(raw[..., :self.head.n_params])  # (..., K) each
+        u, v = (upper[..., None] - mu) / s, (lower[..., None] - mu) / s
+        # log(sigmoid(u) - sigmoid(v)) = log sigmoid(u) + log sigmoid(-v) + log(1 - e^-(u - v)), u > v
+        cell = F.logsigmoid(u) + F.logsigmoid(-v) + torch.log(-torch.expm1(-(u - v).clamp_min(1e-12)))
+        return torch.logsumexp(logw + cell, -1)
 
 
 MAX_EXACT_LEVELS = 256
@@ -190,6 +261,10 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         Size of the label embedding (used only when fitted with ``y``).
     dropout : float, default=0.0
         Dropout on the masked network's hidden units while training (for small data sets).
+    network : str, default='auto'
+        'made' (a masked fully connected network), 'pixelcnn' (masked convolutions,
+        ``genzoo.nn.pixelcnn``; one-channel images only; ``hidden`` = its channels, default 64,
+        ``layers`` = its residual blocks) or 'auto' (PixelCNN on one-channel images, MADE otherwise).
     text_model : str, default='transformer'
         Strings only: 'transformer' (causal, character level) or 'bigram' (counts, the baseline).
     text_width, text_layers, text_heads : int, default=128, 4, 4
@@ -232,7 +307,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     _parameter_constraints: ClassVar[dict] = {
         **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
         "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
-        "dropout": UNIT_OPEN_RIGHT,
+        "dropout": UNIT_OPEN_RIGHT, "network": [Options(("auto", "made", "pixelcnn"))],
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -242,7 +317,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int | None = None, layers: int = 3, label_dim: int = 16,
-                 dropout: float = 0.0,
+                 dropout: float = 0.0, network: str = "auto",
                  text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
                  text_dropout: float = 0.1, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
@@ -256,6 +331,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         self.layers = layers
         self.label_dim = label_dim
         self.dropout = dropout
+        self.network = network
         self.text_model = text_model
         self.text_width = text_width
         self.text_layers = text_layers
@@ -289,7 +365,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         return np.array([j for j in spec.discrete if spec.columns[j].n_codes <= MAX_EXACT_LEVELS], dtype=np.int64)
 
     @property
-    def _cat(self) -> _Categorical | None:
+    def _cat(self) -> _Discrete | None:
         """The categorical coordinates of the modelled row (None when every coordinate is continuous)."""
         spec = getattr(self, "spec_", None)
         exact = self._exact_discrete(spec) if spec is not None else np.zeros(0, np.int64)
@@ -299,14 +375,30 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         if getattr(self, "_cat_cache", (None,))[0] != key:
             cols = [spec.columns[j] for j in exact]
             low = [c.low if c.kind == "integer" else 0 for c in cols]
-            cat = _Categorical(np.searchsorted(spec.modelled, exact), low, [c.n_codes for c in cols],
-                               self.loc_[exact], self.scale_[exact], torch.device(self.device_))
+            cat = _Discrete(np.searchsorted(spec.modelled, exact), low, [c.n_codes for c in cols],
+                            self.loc_[exact], self.scale_[exact], [c.kind == "integer" for c in cols], self._head,
+                            torch.device(self.device_))
             self._cat_cache = (key, cat)
         return self._cat_cache[1]
 
+    @property
+    def _pixel_grid(self) -> tuple[int, int] | None:
+        """(H, W) when the network is a PixelCNN (one-channel images, ``network`` 'auto' or 'pixelcnn')."""
+        shape = getattr(self, "image_shape_", None)
+        one_channel = shape is not None and (len(shape) == 2 or shape[0] == 1)
+        if self.network == "made" or not one_channel or int(self.dim_) != int(np.prod(shape)):
+            if self.network == "pixelcnn":
+                raise ValueError("network='pixelcnn' needs one-channel images (n, H, W) or (n, 1, H, W)")
+            return None
+        return int(shape[-2]), int(shape[-1])
+
     def _build(self, dim: int, n_classes: int) -> nn.Module:
         cat = self._cat
-        n_params = max(self._head.n_params, cat.L if cat is not None else 0)
+        n_params = max(self._head.n_params, cat.n_params if cat is not None else 0)
+        grid = self._pixel_grid
+        if grid is not None:
+            return _ARNet(dim, n_params, int(self.hidden or 64), int(self.layers), n_classes, int(self.label_dim),
+                          float(self.dropout), image=grid)
         return _ARNet(dim, n_params, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
                       int(self.label_dim), float(self.dropout))
 
@@ -318,7 +410,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             return self._head.log_prob(raw, z)
         lp = self._head.log_prob(raw[..., :self._head.n_params], z)
         c = cat.coords
-        lpc = cat.log_softmax(raw[:, c]).gather(-1, cat.index(z[:, c])[..., None])[..., 0]
+        lpc = cat.log_prob(raw[:, c], z[:, c])
         return lp.index_copy(1, c, lpc.to(lp.dtype))
 
     def _draw_coord(self, raw: torch.Tensor, i: int) -> torch.Tensor:
@@ -328,8 +420,8 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             hit = torch.nonzero(cat.coords == i)
             if len(hit):
                 k = int(hit[0, 0])
-                p = torch.softmax(raw[:, :cat.L] + cat.mask[k].to(raw.dtype), -1)  # (B, L); 0 past the column's codes
-                idx = torch.multinomial(p, 1)[:, 0]
+                lp = cat.level_log_probs(raw, k)  # (B, L)
+                idx = torch.multinomial(lp.exp(), 1)[:, 0]
                 return ((idx.double() + cat.low[k] - cat.loc[k]) / cat.scale[k]).to(raw.dtype)
         return self._head.sample(raw[..., :self._head.n_params])
 
@@ -502,7 +594,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
                     zz = z[rows].repeat_interleave(V, 0)
                     zz[:, i] = cand.repeat(len(rows))
                     yy = None if y is None else y[rows].repeat_interleave(V)
-                    lp = self._chunked(lambda b, yb: self._coord_log_prob(b, yb)[:, i:].sum(1), zz, yy)
+                    lp = self._chunked(lambda b, yb, i=i: self._coord_log_prob(b, yb)[:, i:].sum(1), zz, yy)
                     pick = torch.multinomial(torch.softmax(lp.view(len(rows), V).double(), 1), 1)[:, 0]
                     new = cand[pick]
                     if width is not None:
