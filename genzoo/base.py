@@ -794,7 +794,8 @@ class TorchGenerativeModel(GenerativeModel):
     def _default_phase(self, name: str = "fit", **changes) -> Phase:
         """The family's default training phase from its hyperparameters; ``changes`` replace fields."""
         step = self._train_step if "step" in changes else self._fresh_dequantisation(self._train_step)
-        phase = Phase(name=name, max_steps=int(self.max_steps), batch_size=int(self.batch_size), lr=float(self.lr),
+        batch = changes.pop("batch_size", self.batch_size)
+        phase = Phase(name=name, max_steps=int(self.max_steps), batch_size=int(batch), lr=float(self.lr),
                       optimizers=self._configure_optimizers, step=step, val_loss=self._val_loss,
                       setup=self._setup, ema=self._training_ema,
                       validation_fraction=float(self.validation_fraction or 0.0), eval_every=int(self.eval_every),

@@ -150,6 +150,13 @@ class _ARNet(nn.Module):
         return self.made(z, ctx)  # (B, D, P)
 
 
+#: discrete columns with at most this many values get exact conditionals
+MAX_EXACT_LEVELS = 256
+#: logistics in a discretised conditional (at most; ``n_components`` if smaller): a distribution over
+#: a few hundred ordered values needs few (PixelCNN++ uses 5-10 for 256 levels)
+ORDINAL_COMPONENTS = 4
+
+
 class _Discrete:
     """Exact conditionals for the discrete coordinates of a row (integer / categorical columns of at
     most ``MAX_EXACT_LEVELS`` values), no dequantisation.
@@ -170,7 +177,7 @@ class _Discrete:
         self.coords = f(coords, torch.long)
         self.low, self.n, self.loc, self.scale = f(low), f(n, torch.long), f(loc), f(scale)
         self.ordinal = f(ordinal, torch.bool)
-        self.head = MixtureHead(head.K, "logistic", head.min_scale)
+        self.head = MixtureHead(min(head.K, ORDINAL_COMPONENTS), "logistic", head.min_scale)
         self.L = int(max(n)) if len(n) else 0
         levels = torch.arange(self.L, device=device)
         valid = levels[None, :] < self.n[:, None]  # (Dc, L)
@@ -235,7 +242,6 @@ class _Discrete:
         return torch.logsumexp(logw + cell, -1)
 
 
-MAX_EXACT_LEVELS = 256
 
 
 # ----------------------------------------------------------------------------- the family
@@ -259,12 +265,16 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         Depth of the masked network.
     label_dim : int, default=16
         Size of the label embedding (used only when fitted with ``y``).
-    dropout : float, default=0.0
-        Dropout on the masked network's hidden units while training (for small data sets).
+    dropout : float or None, default=None
+        Dropout on the network's hidden units while training (for small data sets).
+        None = 0 for MADE, 0.3 for the PixelCNN (images: a thousand digits overfit without it).
     network : str, default='auto'
-        'made' (a masked fully connected network), 'pixelcnn' (masked convolutions,
-        ``genzoo.nn.pixelcnn``; one-channel images only; ``hidden`` = its channels, default 64,
+        'made' (a masked fully connected network), 'pixelcnn' (causal convolutions,
+        ``genzoo.nn.pixelcnn``; one-channel images only; ``hidden`` = its channels, default 32,
         ``layers`` = its residual blocks) or 'auto' (PixelCNN on one-channel images, MADE otherwise).
+    batch_size : int or None, default=None
+        Rows per optimiser step. None = 512, or 128 with the PixelCNN (a conv step costs more
+        per row; early stopping counts passes over the data, not steps).
     text_model : str, default='transformer'
         Strings only: 'transformer' (causal, character level) or 'bigram' (counts, the baseline).
     text_width, text_layers, text_heads : int, default=128, 4, 4
@@ -307,7 +317,8 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
     _parameter_constraints: ClassVar[dict] = {
         **TRAINING, "n_components": POSITIVE_INT, "component": [Options(COMPONENTS)], "min_scale": POSITIVE,
         "hidden": [*POSITIVE_INT, None], "layers": POSITIVE_INT, "label_dim": POSITIVE_INT,
-        "dropout": UNIT_OPEN_RIGHT, "network": [Options(("auto", "made", "pixelcnn"))],
+        "dropout": [*UNIT_OPEN_RIGHT, None], "network": [Options(("auto", "made", "pixelcnn"))],
+        "batch_size": [*POSITIVE_INT, None],
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -317,11 +328,11 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
 
     def __init__(self, *, n_components: int = 16, component: str = "smoothed_uniform",
                  min_scale: float = 1e-3, hidden: int | None = None, layers: int = 3, label_dim: int = 16,
-                 dropout: float = 0.0, network: str = "auto",
+                 dropout: float | None = None, network: str = "auto",
                  text_model: str = "transformer", text_width: int = 128, text_layers: int = 4, text_heads: int = 4,
                  text_dropout: float = 0.1, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
-                 guidance: float = 1.0, max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
+                 guidance: float = 1.0, max_steps: int = 6000, batch_size: int | None = None, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.n_components = n_components
@@ -397,10 +408,32 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         n_params = max(self._head.n_params, cat.n_params if cat is not None else 0)
         grid = self._pixel_grid
         if grid is not None:
-            return _ARNet(dim, n_params, int(self.hidden or 64), int(self.layers), n_classes, int(self.label_dim),
-                          float(self.dropout), image=grid)
+            drop = 0.3 if self.dropout is None else float(self.dropout)
+            return _ARNet(dim, n_params, int(self.hidden or 32), int(self.layers), n_classes, int(self.label_dim),
+                          drop, image=grid)
         return _ARNet(dim, n_params, scaled_width(self.hidden, dim, 128), int(self.layers), n_classes,
-                      int(self.label_dim), float(self.dropout))
+                      int(self.label_dim), float(self.dropout or 0.0))
+
+    def _prepare(self, Z_train: np.ndarray) -> None:
+        """Start every nominal (categorical) conditional at the training frequencies of its levels
+        (the output bias of a MADE; a context-free first coordinate would otherwise crawl there)."""
+        super()._prepare(Z_train)
+        cat, made = self._cat, getattr(self.module_, "made", None)
+        if cat is None or not isinstance(made, MADE):
+            return
+        idx = cat.index(torch.as_tensor(Z_train[:, cat.coords.cpu().numpy()], device=cat.low.device))
+        with torch.no_grad():
+            bias = made.out.bias.view(made.dim, made.out_per_dim)
+            for k, i in enumerate(cat.coords.tolist()):
+                if not bool(cat.ordinal[k]):
+                    n = int(cat.n[k])
+                    freq = torch.bincount(idx[:, k], minlength=n).double() + 0.5
+                    bias[i, :n] = torch.log(freq / freq.sum()).to(bias.dtype)
+
+    def _default_phase(self, name: str = "fit", **changes):
+        if self.batch_size is None and "batch_size" not in changes:
+            changes["batch_size"] = 128 if self._pixel_grid is not None else 512
+        return super()._default_phase(name, **changes)
 
     def _coord_log_prob(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """log p(z_i | z_<i [, y]) for every coordinate: (B, D) (a mass for categorical coordinates)."""

@@ -1,52 +1,73 @@
-"""A small PixelCNN (van den Oord et al. 2016): masked convolutions, causal in raster order.
+"""A small PixelCNN (van den Oord et al. 2016): convolutions causal in raster order, no blind spot.
 
 Drop-in for MADE on one-channel images: ``x (B, H*W) [, context (B, C)] -> (B, H*W, P)``, the
 outputs of pixel ``i`` (raster order, the natural order of the flattened row) a function of
-pixels ``< i`` only. The first layer is a ``k x k`` convolution whose mask keeps the rows above
-and the pixels to the left in the centre row ("type A": not the centre); the rest are residual
-3x3 "type B" blocks (the centre kept, so a pixel's own features pass on) and 1x1 output layers.
+pixels ``< i`` only. Two stacks, as in the gated PixelCNN: a *vertical* stack whose features at
+row ``r`` see only the rows above (a ``k x k`` convolution over rows ``<= r``, shifted down one
+row), and a *horizontal* stack whose features at ``(r, c)`` see the pixels left of ``c`` in row
+``r`` (a ``1 x k`` convolution over columns ``<= c`` of the input shifted right one column) plus
+the vertical stack at ``(r, c)``. Plain masked-conv stacks miss a wedge of the past above and to
+the right (the "blind spot"); the vertical stack covers every column within its growing reach.
 Convolutions share weights across positions, the inductive bias that lets an image model learn
-from a thousand images where a fully connected MADE overfits. Like every plain masked-conv
-stack it has a blind spot (a few pixels up and to the right that no output sees, beyond the
-first layer's reach); with a 7x7 first layer on 8x8 images that is a small corner of the past.
-A context (a label embedding) is added to every hidden unit, as in MADE.
+from a thousand images where a fully connected MADE overfits. Residual blocks in both stacks;
+a context (a label embedding) is added to every hidden unit, as in MADE.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-class MaskedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (odd square kernel, same padding) masked to the past in raster order;
-    ``centre``: whether the centre tap is kept (type B) or not (type A)."""
+class _Vertical(nn.Conv2d):
+    """Features at row r from rows ``r - k // 2 .. r`` of the input (columns ``c -+ k // 2``)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, centre: bool):
-        super().__init__(c_in, c_out, kernel, padding=kernel // 2)
-        mask = torch.zeros(kernel, kernel)
-        mask[:kernel // 2] = 1.0  # every row above
-        mask[kernel // 2, :kernel // 2 + (1 if centre else 0)] = 1.0  # the centre row, left of (or at) the centre
-        self.register_buffer("mask", mask[None, None], persistent=False)
+    def __init__(self, c_in: int, c_out: int, k: int):
+        super().__init__(c_in, c_out, (k // 2 + 1, k))
+        self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        return super().forward(F.pad(x, (self.k // 2, self.k // 2, self.k // 2, 0)))
+
+
+class _Horizontal(nn.Conv2d):
+    """Features at (r, c) from columns ``c - k // 2 .. c`` of row r of the input."""
+
+    def __init__(self, c_in: int, c_out: int, k: int):
+        super().__init__(c_in, c_out, (1, k // 2 + 1))
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.k // 2, 0, 0, 0)))
+
+
+def _down(x: torch.Tensor) -> torch.Tensor:
+    """Shift one row down (row r gets row r - 1; the top row zeros)."""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+
+def _right(x: torch.Tensor) -> torch.Tensor:
+    """Shift one column right (column c gets column c - 1; the left column zeros)."""
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
 
 
 class PixelCNN(nn.Module):
     """``x (B, H*W) [, context] -> (B, H*W, out_per_pixel)``, output ``i`` a function of ``x[:, :i]``.
 
-    ``channels`` feature maps, ``blocks`` residual type-B blocks after the type-A input layer,
-    ``dropout`` on the hidden units while training. The output layer is zero-initialised (the
-    network starts from the same constant output everywhere, as MADE does).
+    ``channels`` feature maps per stack; a ``kernel``-wide first layer, then ``blocks`` residual
+    3-wide blocks; ``dropout`` on the hidden units while training. The output layer is
+    zero-initialised (the network starts from the same constant output everywhere, as MADE does).
     """
 
     def __init__(self, shape: tuple[int, int], out_per_pixel: int, channels: int = 64, blocks: int = 4,
                  kernel: int = 7, context_dim: int = 0, dropout: float = 0.0):
         super().__init__()
         self.shape, self.out_per_pixel = tuple(shape), int(out_per_pixel)
-        self.inp = MaskedConv2d(1, channels, kernel, centre=False)
-        self.blocks = nn.ModuleList(MaskedConv2d(channels, channels, 3, centre=True) for _ in range(blocks))
+        self.v_in, self.h_in = _Vertical(1, channels, kernel), _Horizontal(1, channels, kernel)
+        self.v_blocks = nn.ModuleList(_Vertical(channels, channels, 3) for _ in range(blocks))
+        self.h_blocks = nn.ModuleList(_Horizontal(channels, channels, 3) for _ in range(blocks))
+        self.v_to_h = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(blocks + 1))
         self.mid = nn.Conv2d(channels, channels, 1)
         self.out = nn.Conv2d(channels, out_per_pixel, 1)
         nn.init.zeros_(self.out.weight)
@@ -57,15 +78,19 @@ class PixelCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         H, W = self.shape
-        h = self.inp(x.view(-1, 1, H, W))
+        img = x.view(-1, 1, H, W)
+        v = _down(self.v_in(img))  # rows above only
+        h = self.h_in(_right(img)) + self.v_to_h[0](v)  # left in the row, and the rows above
         if self.ctx_in is not None:
             if context is None:
                 raise ValueError("this PixelCNN was built with a context; pass one")
-            h = h + self.ctx_in(context)[:, :, None, None]
-        for blk in self.blocks:
-            h = h + blk(self.drop(self.act(h)))
+            c = self.ctx_in(context)[:, :, None, None]
+            v, h = v + c, h + c
+        for vb, hb, link in zip(self.v_blocks, self.h_blocks, self.v_to_h[1:]):
+            v = v + vb(self.drop(self.act(v)))  # still rows above only: v at row r came from rows < r
+            h = h + hb(self.drop(self.act(h))) + link(self.act(v))
         out = self.out(self.drop(self.act(self.mid(self.act(h)))))  # (B, P, H, W)
         return out.flatten(2).transpose(1, 2)  # (B, H*W, P), raster order
 
 
-__all__ = ["MaskedConv2d", "PixelCNN"]
+__all__ = ["PixelCNN"]
