@@ -56,6 +56,9 @@ FORMAT_VERSION = 2
 #: points of the rule over the dequantisation cube that ``score_samples`` averages (a power of 2: Sobol),
 #: for up to 16 discrete columns; wider rows get fewer (``dequant_draws``): an image of 64 pixels 4
 DEQUANT_DRAWS = 16
+#: the fixed dequantisation noise of fit keeps this far from the cell edges, so a training step can
+#: recover the integer under a float32 row and draw fresh noise for it
+_DEQUANT_EDGE = 1e-3
 
 
 def dequant_draws(k: int) -> int:
@@ -65,9 +68,7 @@ def dequant_draws(k: int) -> int:
     if k <= 16:
         return DEQUANT_DRAWS
     return max(2, 2 ** int(np.floor(np.log2(256 / k))))
-#: the fixed dequantisation noise of fit keeps this far from the cell edges, so a training step can
-#: recover the integer under a float32 row and draw fresh noise for it
-_DEQUANT_EDGE = 1e-3
+
 
 logger = logging.getLogger("genzoo")
 

@@ -20,10 +20,12 @@ the density is finite everywhere; tails are logistic or Gaussian, so it is posit
 everywhere too.
 
 Discrete columns (integer or categorical, at most ``MAX_EXACT_LEVELS`` = 256 values: counts,
-categories, the 17 grey levels of an 8x8 digit) get a categorical conditional instead: logits
-over the column's values, no dequantisation, so ``score_samples`` is the exact ``log P(X = x)``
+categories, the 17 grey levels of an 8x8 digit) get a probability over their values instead,
+no dequantisation: a mixture of logistics discretised to the values for an integer column, a
+softmax for a categorical one. ``score_samples`` is then the exact ``log P(X = x)``
 (``likelihood_kind='exact'``, probabilities over all values summing to one) and draws are valid
-values. Wider integer ranges keep the dequantised mixture (then the score is a bound).
+values. Wider integer ranges keep the dequantised mixture (then the score is a bound). On
+one-channel images the masked network is a PixelCNN (``genzoo.nn.pixelcnn``), same order.
 
 With labels, a label embedding is a context that feeds every conditional (it enters the
 masked network unmasked). ``score_samples(X)`` then returns the *marginal*
@@ -133,14 +135,16 @@ class MixtureHead:
 
 
 class _ARNet(nn.Module):
-    """MADE producing mixture parameters for every coordinate, optionally label-conditioned."""
+    """MADE (rows) or PixelCNN (one-channel images) producing every coordinate's conditional
+    parameters in one pass, optionally label-conditioned. (The attribute keeps the name ``made``
+    for either, so checkpoints keep their keys.)"""
 
     def __init__(self, dim: int, n_params: int, hidden: int, layers: int, n_classes: int, label_dim: int,
                  dropout: float = 0.0, image: tuple[int, int] | None = None):
         super().__init__()
         self.label = LabelEmbedding(n_classes, label_dim) if n_classes else None
         ctx = label_dim if n_classes else 0
-        if image is not None:  # one-channel images: masked convolutions (genzoo.nn.pixelcnn)
+        if image is not None:  # one-channel images: causal convolutions (genzoo.nn.pixelcnn)
             self.made = PixelCNN(image, n_params, channels=hidden, blocks=layers, context_dim=ctx, dropout=dropout)
         else:
             self.made = MADE(dim, n_params, hidden, layers, context_dim=ctx, dropout=dropout)
@@ -200,9 +204,9 @@ class _Discrete:
         code = torch.round(z.double() * self.scale + self.loc) - self.low
         return torch.minimum(code.clamp_min(0), (self.n - 1).double()).long()
 
-    def value(self, idx: torch.Tensor, dtype) -> torch.Tensor:
-        """Level indices (B, Dc) -> standardised values."""
-        return ((idx.double() + self.low - self.loc) / self.scale).to(dtype)
+    def value(self, k: int, idx: torch.Tensor, dtype) -> torch.Tensor:
+        """Level indices of the k-th discrete coordinate -> its standardised values."""
+        return ((idx.double() + self.low[k] - self.loc[k]) / self.scale[k]).to(dtype)
 
     def level_log_probs(self, raw: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Raw outputs (B, Dc, P) -> log P of every level (B, Dc, L), -inf past a column's levels;
@@ -212,36 +216,39 @@ class _Discrete:
         return self._level_log_probs(raw, slice(None))
 
     def _level_log_probs(self, raw: torch.Tensor, sel: slice) -> torch.Tensor:
-        mask, ordinal_coord = self.mask[sel], self.ordinal[sel]
+        mask, ordinal = self.mask[sel], self.ordinal[sel]
+        if bool(ordinal.all()):  # every cell of every value, the mixture broadcast over the values
+            return self._cell_log_prob(raw[:, :, None, :], self.lower[sel], self.upper[sel]) + mask
         nominal = torch.log_softmax(raw[..., :self.L] + mask, -1)
-        if not bool(ordinal_coord.any()):
+        if not bool(ordinal.any()):
             return nominal
-        B, Dc, L = raw.shape[0], mask.shape[0], self.L
-        ordinal = self._cell_log_prob(raw[:, :, None, :].expand(B, Dc, L, raw.shape[-1]),
-                                      self.lower[sel].expand(B, Dc, L), self.upper[sel].expand(B, Dc, L)) + mask
-        return torch.where(ordinal_coord[None, :, None], ordinal, nominal)
+        cells = self._cell_log_prob(raw[:, :, None, :], self.lower[sel], self.upper[sel]) + mask
+        return torch.where(ordinal[None, :, None], cells, nominal)
 
     def log_prob(self, raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log P of the observed values: raw (B, Dc, P), standardised values z (B, Dc) -> (B, Dc).
-        Only the observed cell is evaluated (a 17-level image costs one cell, not 17)."""
-        idx = self.index(z)
-        nominal = torch.log_softmax(raw[..., :self.L] + self.mask, -1).gather(-1, idx[..., None])[..., 0]
-        if not bool(self.ordinal.any()):
-            return nominal
-        B = raw.shape[0]
-        lower = self.lower.expand(B, -1, -1).gather(-1, idx[..., None])[..., 0]
-        upper = self.upper.expand(B, -1, -1).gather(-1, idx[..., None])[..., 0]
-        return torch.where(self.ordinal[None, :], self._cell_log_prob(raw, lower, upper), nominal)
+        Only the observed cell is evaluated (a 17-level image costs one cell, not 17), and each
+        kind only where it is present (images: no softmax)."""
+        idx = self.index(z)[..., None]
+        ordinal = None
+        if bool(self.ordinal.any()):
+            B = raw.shape[0]
+            lower = self.lower.expand(B, -1, -1).gather(-1, idx)[..., 0]
+            upper = self.upper.expand(B, -1, -1).gather(-1, idx)[..., 0]
+            ordinal = self._cell_log_prob(raw, lower, upper)
+            if bool(self.ordinal.all()):
+                return ordinal
+        nominal = torch.log_softmax(raw[..., :self.L] + self.mask, -1).gather(-1, idx)[..., 0]
+        return nominal if ordinal is None else torch.where(self.ordinal[None, :], ordinal, nominal)
 
     def _cell_log_prob(self, raw: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """log sum_m w_m [F_m(upper) - F_m(lower)] for the logistic mixture in ``raw`` (..., P); edges (...)."""
+        """log sum_m w_m [F_m(upper) - F_m(lower)] for the logistic mixture in ``raw`` (..., P); the
+        edges broadcast against ``raw``'s leading dimensions."""
         logw, mu, s, _ = self.head.split(raw[..., :self.head.n_params])  # (..., K) each
         u, v = (upper[..., None] - mu) / s, (lower[..., None] - mu) / s
         # log(sigmoid(u) - sigmoid(v)) = log sigmoid(u) + log sigmoid(-v) + log(1 - e^-(u - v)), u > v
         cell = F.logsigmoid(u) + F.logsigmoid(-v) + torch.log(-torch.expm1(-(u - v).clamp_min(1e-12)))
         return torch.logsumexp(logw + cell, -1)
-
-
 
 
 # ----------------------------------------------------------------------------- the family
@@ -454,8 +461,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             if len(hit):
                 k = int(hit[0, 0])
                 lp = cat.level_log_probs(raw, k)  # (B, L)
-                idx = torch.multinomial(lp.exp(), 1)[:, 0]
-                return ((idx.double() + cat.low[k] - cat.loc[k]) / cat.scale[k]).to(raw.dtype)
+                return cat.value(k, torch.multinomial(lp.exp(), 1)[:, 0], raw.dtype)
         return self._head.sample(raw[..., :self._head.n_params])
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -615,9 +621,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
                         continue
                     if i in coords:
                         k = coords.index(i)
-                        n = int(cat.n[k])
-                        cand = ((torch.arange(n, device=dev).double() + cat.low[k] - cat.loc[k]) / cat.scale[k])
-                        cand, width = cand.to(z.dtype), None
+                        cand, width = cat.value(k, torch.arange(int(cat.n[k]), device=dev), z.dtype), None
                     else:
                         pad = 0.25 * (hi[i] - lo[i])
                         edges = torch.linspace(float(lo[i] - pad), float(hi[i] + pad), int(grid) + 1, device=dev,
