@@ -22,6 +22,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class ByteDropout(nn.Module):
+    """Dropout whose keep/drop draws are random bytes: ``p`` is rounded to a multiple of 1/256 and
+    the kept entries are scaled by 1 / (1 - p_rounded), so the expectation is unchanged.
+
+    Why: on a CPU, PyTorch's Bernoulli sampler drew one random number per entry and cost 17% of a
+    text training step; seven random bytes per 64-bit draw cost a few percent."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {p}")
+        self.p = p
+        self.threshold = round(p * 256)  # a byte below it drops its entry
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        n = x.numel()
+        m = -(-n // 7)  # 64-bit draws; their top byte has only 7 random bits and is not used
+        b = torch.empty(m, dtype=torch.int64, device=x.device).random_()
+        b = b.view(torch.uint8).view(m, 8)[:, :7].reshape(-1)[:n].view(x.shape)
+        keep = (b >= self.threshold).to(x.dtype) * (256.0 / (256 - self.threshold))
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused q/k/v projection (no dropout on the attention
     weights: on a CPU it costs a tenth of a step and the residual dropout regularises enough)."""
@@ -52,7 +80,7 @@ class Block(nn.Module):
         self.attn = SelfAttention(d_model, n_heads)
         self.mlp = nn.Sequential(nn.Linear(d_model, mlp_ratio * d_model), nn.GELU(),
                                  nn.Linear(mlp_ratio * d_model, d_model))
-        self.drop = nn.Dropout(dropout)
+        self.drop = ByteDropout(dropout)
 
     def forward(self, x: torch.Tensor, causal: bool, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), causal, attn_mask))
@@ -76,7 +104,7 @@ class Transformer(nn.Module):
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.end_pos = nn.Embedding(max_len, d_model) if end_positions else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = ByteDropout(dropout)
         self.blocks = nn.ModuleList([Block(d_model, n_heads, mlp_ratio, dropout) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_out)
@@ -136,4 +164,4 @@ def _offsets(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(pad, 0, ar - start), torch.where(pad, 0, end - ar)
 
 
-__all__ = ["Transformer", "Block", "SelfAttention"]
+__all__ = ["Transformer", "Block", "SelfAttention", "ByteDropout"]
