@@ -268,6 +268,15 @@ def _cmd_impute(args) -> int:
 def _cmd_compare(args) -> int:
     from genzoo.compare import run_compare
     from genzoo.compare.tables import summarise, terminal_table
+    from genzoo.compare.text import is_text_data, run_text_compare, text_terminal_table
+
+    if is_text_data(args.data):  # strings: the text models side by side, one run per row and seed
+        records = run_text_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
+                                   out=args.out, verbose=not args.quiet, params=_family_hyperparameters(args.set),
+                                   device=args.device, force=args.force)
+        print(text_terminal_table(records))
+        print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
+        return 0
 
     # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved);
     # a CUDA device named here is checked in this process, so its workers are spawned instead
@@ -327,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     device_help = "torch device: cpu, cuda, cuda:1 or auto (= CUDA when available)"
 
     c = command("compare", "train every family on the same data and write a report")
-    c.add_argument("--data", default="ring", help=data_help)
+    c.add_argument("--data", default="ring", help=f"{data_help}; text: 'names' or a .txt file, one string a line")
     c.add_argument("--families", default="core",
                    help="comma-separated family names, 'core' (5 families + gmm, kde) or 'all'")
     c.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per family")
