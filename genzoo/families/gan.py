@@ -366,9 +366,12 @@ class GAN(TorchGenerativeModel):
                     rejection: bool | None = None) -> torch.Tensor:
         """x = G(u), u ~ N(0, I) (moving-average generator unless ``ema=False``).
 
-        With rejection (the default when the model was calibrated for it), each row keeps the
-        first of its proposals that passes the DRS test u < exp(C(x) - M); a row that finds
-        none in 40 rounds (never seen in practice) keeps its last, unfiltered proposal.
+        With rejection (the default when the model was calibrated for it), proposals x = G(u) pass
+        the DRS test u < exp(C(x) - M) independently, so every accepted proposal is a draw from
+        the filtered law: they are pooled and handed to the rows still empty in order (within a
+        label, for a conditional model), ``rows * min(1.5, 1 + (3 sqrt(rows) + 4) / rows) / accept``
+        proposals a round (at most 64 a row), so one round almost always fills every row. After 40
+        rounds (never seen in practice) a row still empty keeps an unfiltered proposal.
         """
         net, dev = self.module_, torch.device(self.device_)
         yy = self._labels(y)  # the base draws labels for a conditional model asked for none
@@ -383,19 +386,28 @@ class GAN(TorchGenerativeModel):
                 return G(torch.randn(n, net.latent_dim, device=dev), y=yy)
             out = torch.empty(n, int(self.n_features_in_), device=dev)
             todo = torch.arange(n, device=dev)
-            k = int(min(64, max(1, math.ceil(1.5 / max(float(self.rejection_accept_), 1e-3)))))
+            accept = max(float(self.rejection_accept_), 1e-3)
             proposals = 0
-            for _ in range(40):
-                rows = todo.repeat(k)                                            # (k * r,)
+            for round_ in range(40):
+                r = len(todo)
+                m = min(64 * r, math.ceil(r * min(1.5, 1 + (3 * math.sqrt(r) + 4) / r) / accept))
+                rows = todo[torch.arange(m, device=dev) % r]                     # (m,) whose label each carries
                 yr = None if yy is None else yy[rows]
-                x = G(torch.randn(len(rows), net.latent_dim, device=dev), y=yr)  # (k * r, D)
-                keep = torch.rand(len(rows), device=dev) < torch.exp(net.critic(x, yr) - ceiling)
-                proposals += len(rows)
-                keep, x = keep.reshape(k, -1), x.reshape(k, len(todo), -1)
-                first = torch.argmax(keep.int(), 0)                              # (r,)
-                hit = keep.any(0)
-                out[todo] = x[first, torch.arange(len(todo), device=dev)]
-                todo = todo[~hit]
+                x = G(torch.randn(m, net.latent_dim, device=dev), y=yr)          # (m, D)
+                keep = torch.rand(m, device=dev) < torch.exp(net.critic(x, yr) - ceiling)
+                proposals += m
+                if round_ == 39:  # the last round: rows still empty keep their unfiltered proposal
+                    keep[:r] = True
+                filled = []
+                for c in ([None] if yy is None else torch.unique(yy[todo]).tolist()):
+                    want = todo if c is None else todo[yy[todo] == c]            # empty rows (of label c)
+                    got = x[keep if c is None else keep & (yr == c)]             # accepted proposals (of c)
+                    k = min(len(want), len(got))
+                    out[want[:k]] = got[:k]
+                    filled.append(want[:k])
+                done = torch.zeros(n, dtype=torch.bool, device=dev)
+                done[torch.cat(filled)] = True
+                todo = todo[~done[todo]]
                 if not len(todo):
                     break
         self.last_nfe_ = 2 * proposals / n  # generator + discriminator evaluations per sample
@@ -403,7 +415,8 @@ class GAN(TorchGenerativeModel):
 
     def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
         """Rejection sampling only where ``nfe`` covers its first round (generator + critic on each of
-        the ``k`` proposals per row, twice over for the rounds that follow); else one generator call."""
+        at most ``k = 1.5 / accept`` proposals per row), twice over for the rounds that follow; else
+        one generator call."""
         opts = dict(opts)
         accept = getattr(self, "rejection_accept_", None)
         if opts.get("rejection") is None and accept is not None:

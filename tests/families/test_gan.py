@@ -107,6 +107,15 @@ def test_conditional_samples_land_on_the_asked_class(cond_model):
         assert np.mean(np.abs(S - centre).max(1) < 0.9) > 0.9
 
 
+def test_pooled_rejection_gives_each_row_a_draw_of_its_own_label(cond_model):
+    # accepted proposals are pooled within a label: a mixed batch must still match row by row
+    y = np.tile([0, 1, 1, 0, 1], 80)
+    S = cond_model.sample(len(y), y=y, random_state=2)
+    centre = np.where(y == 0, -1.5, 1.5)[:, None]
+    assert np.mean(np.abs(S - centre).max(1) < 0.9) > 0.9
+    assert cond_model.last_nfe_ <= 2 * 1.5 / cond_model.rejection_accept_ * 2  # about one round
+
+
 def test_impute_keeps_observed_and_finds_the_blob(cond_model):
     Q = np.full((120, 3), np.nan)
     Q[:60, 0] = 1.5                      # one observed coordinate: the rest must follow the blob
