@@ -32,7 +32,9 @@ Objectives:
   ``pool_size`` noise draws are integrated once (RK4 between consecutive levels) and the
   student trains on pairs of neighbouring points of held trajectories; the teacher's
   one-step update is exactly CD's ``x_hat_{n}`` (Song et al., Alg. 2), only computed ahead.
-  ``n_levels=16``: fewer hops for the targets to propagate through than 32 (better 2-step
+  ``n_levels=8`` with 6,000 student steps (before: 16 levels, 3,000 steps; 2-step samples on
+  ``grid25`` 86 -> 92% on support, 1-step 34 -> 63%, gaussians8 2-step 94 -> 96%; see
+  ``benchmarks/RESULTS.md``): fewer hops for the targets to propagate through (32 levels: worse 2-step
   samples on ``gaussians8``).
   An external teacher's ODE comes from :func:`teacher_flow` (flow matching and rectified
   flow: their ``probability_flow()``; diffusion and score: their VP / VE ODE rewritten in
@@ -56,7 +58,7 @@ Objectives:
 Sampling: ``steps`` = 1, 2 or 4 (or any): map noise to data, then re-noise the estimate to
 a later level with the teacher's forward marginal (``alpha_s x + sigma_s eps``, tabulated
 at fit time) and map again (Song et al., Alg. 1). ``last_nfe_`` = steps. Default 4
-(``grid25``, seed 0: 1/2/4 steps put 34/86/94% of samples within 3 std of a mode).
+(``grid25``, seeds 0 / 1: 1/2/4 steps put 63/92/98% and 61/92/98% of samples on the modes' support).
 Network: as flow matching's (4 x 128 MLP with 64 random Fourier features of ``x``), which
 put more samples on the modes in less time than a 3 x 256 MLP without the features.
 Imputation: by default a k-nearest-neighbour estimate of the model's own conditional from a
@@ -224,7 +226,7 @@ class Consistency(TorchGenerativeModel):
         here if unfitted); None = an internal flow-matching teacher.
     objective : str, default='cd'
         'cd' (consistency distillation from a teacher's ODE) or 'ct' (consistency training, no teacher).
-    n_levels : int, default=16
+    n_levels : int, default=8
         Levels the trajectory is cut at, geometric in 1 - s towards the data.
     teacher_steps : int, default=3000
         Training steps of the internal teacher (a step budget).
@@ -264,7 +266,7 @@ class Consistency(TorchGenerativeModel):
     impute_steps : int, default=20
         Steps of ``impute(method='paste')``'s multistep inpainting loop (the default method resamples the
         model's own draws; see ``_impute_std``).
-    max_steps : int, default=3000
+    max_steps : int, default=6000
         Training steps of the student (a step budget: the ``genzoo compare`` presets scale it).
     {shared_parameters}
 
@@ -295,13 +297,13 @@ class Consistency(TorchGenerativeModel):
         "impute_steps": POSITIVE_INT,
     }
 
-    def __init__(self, *, teacher=None, objective: str = "cd", n_levels: int = 16, teacher_steps: int = 3000,
+    def __init__(self, *, teacher=None, objective: str = "cd", n_levels: int = 8, teacher_steps: int = 3000,
                  teacher_guidance: float = 1.0, pool_size: int = 20000, pool_substeps: int = 1,
                  ct_levels: tuple[int, int] = (8, 128), hidden: int | None = None, layers: int = 4, time_dim: int = 32,
                  time_scale: float = 4.0, fourier_features: int = 64, fourier_scale: float = 5.0,
                  label_dropout: float = 0.1, ema_decay: float = 0.999,
                  sample_steps: int = 4, sample_times: tuple[float, ...] = (0.0, 0.8, 0.9, 0.95),
-                 impute_steps: int = 20, max_steps: int = 3000, batch_size: int = 256, lr: float = 2e-3,
+                 impute_steps: int = 20, max_steps: int = 6000, batch_size: int = 256, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.teacher = teacher
