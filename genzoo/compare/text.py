@@ -31,6 +31,7 @@ import numpy as np
 
 import genzoo as gz
 from genzoo.compare.runner import PRESETS, check_out_dir, code_hash, environment
+from genzoo.compare.tables import _atomic_write, _json_safe
 
 #: the text rows: name -> (family, fixed hyperparameters)
 TEXT_ROWS: dict[str, tuple[str, dict]] = {
@@ -175,10 +176,7 @@ def run_text_compare(data: str = "names", families: str | list[str] | None = "co
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
-    os.replace(tmp, path)
+    _atomic_write(path, json.dumps(_json_safe(obj), indent=1))
 
 
 def _mean_sd(vals: list[float], fmt: str) -> str:
@@ -211,12 +209,13 @@ def text_summary(records: list[dict]) -> list[dict]:
 def text_terminal_table(records: list[dict]) -> str:
     cols = ["row", "nats_per_token", "bits_per_char", "fit_s", "nfe", "samples_per_s", "novelty",
             "length_tv", "bigram_tv"]
+    summ = text_summary(records)
     rows = [[str(s[c]) if not s["errors"] or c == "row" else ("error" if c == "nats_per_token" else "")
-             for c in cols] for s in text_summary(records)]
+             for c in cols] for s in summ]
     w = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(cols))]
     lines += ["  ".join(v.ljust(w[i]) for i, v in enumerate(r)) for r in rows]
-    errs = [f"{s['row']}: {e}" for s in text_summary(records) for e in s["errors"]]
+    errs = [f"{s['row']}: {e}" for s in summ for e in s["errors"]]
     return "\n".join(lines + errs)
 
 
@@ -274,9 +273,7 @@ def write_text_report(out: str, records: list[dict], meta: dict) -> str:
     errs = [f"<p class=bad>{esc(s['row'])}: {esc(e)}</p>" for s in summ for e in s["errors"]]
     parts += errs + ["</body></html>"]
     path = os.path.join(out, "report.html")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(path + ".tmp", path)
+    _atomic_write(path, "\n".join(parts))
     return path
 
 

@@ -263,7 +263,7 @@ class TextFamily:
     def _text_val_loss(self, rows: torch.Tensor, y) -> float:
         """The training objective on held-out strings (noise fixed), with the averaged weights; the
         best average so far is kept (late in training a small corpus is overfitted: the validation
-        loss of names rises again by up to 0.01 nats per token over the last thousand steps)."""
+        loss of names bottoms out at ~2,750-3,250 of 4,000 steps and rises by 0.004-0.007 after)."""
         tok, tgt, seg = unpack(rows)
         with torch_seed(12345, rows.device), self._text_ema.swapped():
             vl = float(self._text_loss(tok, tgt, seg))
