@@ -20,10 +20,12 @@ What ``impute`` costs per row to fill beyond 2-D, at the defaults ("pass" = one 
 flow, ebm         MCMC: 400 density-and-gradient passes (plus a pool of ``min(65536, max(4096, 32 n))``
                   samples to start from); guard ``genzoo.samplers.mcmc.MAX_ROW_EVALUATIONS``
 autoregressive    a missing suffix: exact, one pass per missing coordinate; any other pattern: as flow
-diffusion, score  RePaint: ``impute_steps x resample`` = 1,000 passes (approximate); ``method='grid'``:
-                  about 2,000 ODE likelihoods (~256 passes each) per distinct row, missing coordinate
-                  and sweep, refused above ``ODE_GRID_MAX_EVALUATIONS``
-flow_matching,    RePaint: ``impute_steps x resample`` = 500 passes (approximate); grid as diffusion
+diffusion, score  up to 16 distinct rows: importance resampling ('sir'), ``SIR_PROPOSALS`` (4,096) ODE
+                  likelihoods per distinct row plus a 20,000-sample pool, exact for the model as the
+                  proposals grow; more rows: RePaint, ``impute_steps x resample`` = 1,000 passes
+                  (approximate); ``method='grid'``: about 2,000 ODE likelihoods (~256 passes each) per
+                  distinct row, missing coordinate and sweep, refused above ``ODE_GRID_MAX_EVALUATIONS``
+flow_matching,    as diffusion; RePaint: ``impute_steps x resample`` = 500 passes (approximate)
 rectified_flow
 consistency       nearest draws of a pool of ``max(65536, 64 n)`` samples x ``sample_steps`` passes
 gan               nearest draws of a pool of ``max(impute_pool, 128 n)`` generator passes

@@ -367,11 +367,17 @@ class Diffusion(TorchGenerativeModel):
         every level, ``steps`` levels each repeated ``resample`` times (``last_nfe_`` =
         (steps - 1) x resample + 1): approximate, and biased between modes (gaussians8, x at a
         mode's tip: W1 330x its floor where the grid route has 2x); 'auto' (default), the grid up
-        to 3 dimensions and 16 distinct rows, RePaint beyond (``genzoo.samplers.conditional.density_route``).
+        to 3 dimensions and 16 distinct rows; 'sir' for as few rows of wider data (importance resampling of
+        proposals from a Gaussian mixture fitted to the model's samples, weighted by its ODE density, one
+        density evaluation per proposal: exact for the model as the proposals grow); RePaint for more
+        rows (``genzoo.samplers.conditional.density_route``).
         Both use the unconditional density (the class marginal of a labelled fit for 'grid', the
         null-label network for 'repaint'): ``impute`` takes no labels.
         """
-        if density_route(method, Z, miss, "repaint") == "grid":
+        route = density_route(method, Z, miss, "repaint", wide="sir")
+        if route == "sir":
+            return self._sir_impute_std(Z, miss, seed)
+        if route == "grid":
             if Z.shape[1] > 2:  # beyond 2-D: name the cost instead of running for hours
                 check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
             return super()._impute_std(Z, miss, seed)

@@ -44,7 +44,11 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
 - Imputation (``impute_method``): up to 3 dimensions and 16 distinct rows to fill (the cost
   guard: each distinct row costs about a thousand ODE density evaluations), the base class's
   adaptive-grid inverse-CDF (Gibbs sweeps for several missing coordinates) on the exact ODE
-  density: exact for the model up to solver and grid error. Beyond, RePaint (Lugmayr et al. 2022) adapted to
+  density: exact for the model up to solver and grid error. Wider data with as few distinct rows:
+  importance resampling (``'sir'``: proposals from a Gaussian mixture fitted to the model's
+  samples, weighted by its ODE density; exact for the model as the proposals grow; 10-D mixture,
+  5 of 10 coordinates missing: energy distance 0.6-1.6x its floor where RePaint had 9-2,000x).
+  Beyond, RePaint (Lugmayr et al. 2022) adapted to
   the linear path: the observed coordinates are replaced by fresh draws from their path
   marginal ``t x_obs + (1 - t) eps`` before every stochastic step, each step repeated
   ``resample`` times with an exact jump back in between. That marginal is the one of
@@ -147,8 +151,9 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
     atol : float, default=1e-5
         Absolute tolerance of the adaptive ('dopri5') solves.
     impute_method : str, default='auto'
-        'grid' (inverse CDF / Gibbs on the exact ODE density), 'repaint' or 'auto' (grid up to 3
-        dimensions and 16 distinct rows to fill, else RePaint).
+        'grid' (inverse CDF / Gibbs on the exact ODE density), 'sir' (importance resampling by it),
+        'repaint' or 'auto' (up to 16 distinct rows to fill: grid up to 3 dimensions, 'sir' beyond;
+        more rows: RePaint).
     impute_steps : int, default=50
         Reverse steps of RePaint imputation.
     resample : int, default=10
@@ -176,7 +181,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         "stable_target": [Options(("auto",)), "boolean"], "label_dropout": UNIT_OPEN_RIGHT,
         "guidance": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT, "sampler": SAMPLER,
         "sample_steps": POSITIVE_INT, "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT,
-        "rtol": POSITIVE, "atol": POSITIVE, "impute_method": [Options(("auto", "grid", "repaint"))],
+        "rtol": POSITIVE, "atol": POSITIVE, "impute_method": [Options(("auto", "grid", "sir", "repaint"))],
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
     }
 
@@ -358,7 +363,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost
         from genzoo.samplers.conditional import density_route
 
-        if Z.shape[1] > 2 and density_route(method or self.impute_method, Z, miss, "repaint") == "grid":
+        if Z.shape[1] > 2 and density_route(method or self.impute_method, Z, miss, "repaint", wide="sir") == "grid":
             check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
         return super()._impute_std(Z, miss, seed, steps=steps, resample=resample, method=method)
 

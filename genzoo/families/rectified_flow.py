@@ -49,7 +49,8 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   ``score_samples(X)`` is the marginal ``log sum_k prior_k p(x | k)`` that ``sample(n)``
   draws (``null_label=True``: the null-label density).
 - Imputation: as in ``flow_matching`` (grid Gibbs on the exact ODE density up to 3
-  dimensions; RePaint beyond, biased here since reflow pairs are not independent noise).
+  dimensions, importance resampling by it beyond for few distinct rows; RePaint for many, biased
+  here since reflow pairs are not independent noise).
 """
 
 from __future__ import annotations
@@ -148,8 +149,9 @@ class RectifiedFlow(FlowMatching):
     atol : float, default=1e-5
         Absolute tolerance of the adaptive ('dopri5') solves.
     impute_method : str, default='auto'
-        'grid' (inverse CDF / Gibbs on the exact ODE density), 'repaint' or 'auto' (grid up to 3
-        dimensions and 16 distinct rows to fill, else RePaint).
+        'grid' (inverse CDF / Gibbs on the exact ODE density), 'sir' (importance resampling by it),
+        'repaint' or 'auto' (up to 16 distinct rows to fill: grid up to 3 dimensions, 'sir' beyond;
+        more rows: RePaint).
     impute_steps : int, default=50
         Reverse steps of RePaint imputation.
     resample : int, default=10
@@ -179,7 +181,7 @@ class RectifiedFlow(FlowMatching):
         "fourier_scale": POSITIVE, "label_dropout": UNIT_OPEN_RIGHT, "guidance": NON_NEGATIVE,
         "ema_decay": UNIT_OPEN_RIGHT, "sampler": ODE_METHOD, "sample_steps": POSITIVE_INT,
         "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT, "rtol": POSITIVE, "atol": POSITIVE,
-        "impute_method": [Options(("auto", "grid", "repaint"))], "impute_steps": POSITIVE_INT,
+        "impute_method": [Options(("auto", "grid", "sir", "repaint"))], "impute_steps": POSITIVE_INT,
         "resample": POSITIVE_INT,
     }
 

@@ -72,8 +72,10 @@ RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is re
 ``resample`` times, jumping back to the step's noise level in between, so that the missing
 coordinates can settle into agreement with the observed ones (replacement alone lets them commit
 to a mode before the observed coordinates have told them which); still approximate, NFE =
-``impute_steps * resample``. 'auto' (default): the grid up to 3 dimensions and 16 distinct rows,
-RePaint beyond (``genzoo.samplers.conditional.density_route``).
+``impute_steps * resample``. 'auto' (default), for up to 16 distinct rows: the grid up to 3
+dimensions, beyond it 'sir', proposals from a Gaussian mixture fitted to the model's samples,
+weighted by its ODE density (exact for the model as the proposals grow); more rows: RePaint
+(``genzoo.samplers.conditional.density_route``).
 """
 
 from __future__ import annotations
@@ -492,7 +494,10 @@ class ScoreModel(TorchGenerativeModel):
         (``genzoo.samplers.inpainting.repaint``) on the VE reverse SDE, observed coordinates
         re-perturbed to the current level, each step repeated ``resample`` times with the exact VE
         forward jump back in between (approximate); 'auto': the module docstring's rule."""
-        if density_route(method, Z, miss, "repaint") == "grid":
+        route = density_route(method, Z, miss, "repaint", wide="sir")
+        if route == "sir":
+            return self._sir_impute_std(Z, miss, seed)
+        if route == "grid":
             if Z.shape[1] > 2:  # beyond 2-D: name the cost instead of running for hours
                 check_grid_cost(Z, miss, self.family, limit=ODE_GRID_MAX_EVALUATIONS)
             return super()._impute_std(Z, miss, seed)

@@ -10,6 +10,10 @@ Which route is right depends on what the model offers:
 - a Gaussian mixture: :func:`gaussian_mixture_conditional`, in closed form;
 - a latent-variable model with a tractable likelihood of the observed part (a VAE's
   decoder): :func:`importance_resample` of latent draws by that likelihood;
+- an expensive exact density beyond a few dimensions (the ODE likelihood of diffusion and flow
+  matching): :func:`mixture_proposal_impute`, importance resampling of draws from a Gaussian
+  mixture fitted to the model's own samples and conditioned in closed form, weighted by the
+  model's density (exact for the model as the proposals grow);
 - only a sampler (a GAN, a consistency model): :func:`nearest_conditional`, the missing
   values of the model's own draws whose observed values are nearest to the row's
   (a kernel estimate of the model's conditional, exact as the pool grows and the window
@@ -35,6 +39,8 @@ DENSITY_ROUTE_MAX_DIM = 3
 #: ... and at most this many distinct rows to fill (each costs about a thousand density evaluations,
 #: a few seconds on a CPU for an ODE likelihood); beyond, its approximate sampler-based route
 DENSITY_ROUTE_MAX_ROWS = 16
+#: ``impute(method='sir')``: proposals per distinct row (at least 4 per row to fill), each one density evaluation
+SIR_PROPOSALS = 4096
 
 
 def distinct_rows(Z: np.ndarray, miss: np.ndarray) -> int:
@@ -42,20 +48,26 @@ def distinct_rows(Z: np.ndarray, miss: np.ndarray) -> int:
     return int(len(np.unique(np.nan_to_num(np.where(miss, np.nan, Z), nan=np.inf), axis=0))) if len(Z) else 0
 
 
-def density_route(method: str | None, Z: np.ndarray, miss: np.ndarray, approximate: str) -> str:
-    """Resolve an imputation ``method`` to 'grid' (the exact density route) or ``approximate``.
+def density_route(method: str | None, Z: np.ndarray, miss: np.ndarray, approximate: str,
+                  wide: str | None = None) -> str:
+    """Resolve an imputation ``method`` to 'grid' (the exact density route), ``wide`` or ``approximate``.
 
     'auto' (or None) picks 'grid' when the data have at most ``DENSITY_ROUTE_MAX_DIM`` columns and
-    the rows ask for at most ``DENSITY_ROUTE_MAX_ROWS`` distinct conditionals (the cost guard),
-    else ``approximate``. Raises ValueError for any other name.
+    the rows ask for at most ``DENSITY_ROUTE_MAX_ROWS`` distinct conditionals (the cost guard);
+    ``wide`` (e.g. 'sir', an exact-for-the-model route that scales with the width, not the grid)
+    for wider data with as few distinct rows; else ``approximate``. Raises ValueError for any
+    other name.
     """
     method = "auto" if method is None else method
-    if method not in ("auto", "grid", approximate):
-        raise ValueError(f"impute method must be 'auto', 'grid' or {approximate!r}; got {method!r}")
+    names = ("auto", "grid", approximate) + ((wide,) if wide else ())
+    if method not in names:
+        raise ValueError(f"impute method must be one of {', '.join(repr(n) for n in names)}; got {method!r}")
     if method != "auto":
         return method
-    cheap = Z.shape[1] <= DENSITY_ROUTE_MAX_DIM and distinct_rows(Z, miss) <= DENSITY_ROUTE_MAX_ROWS
-    return "grid" if cheap else approximate
+    few = distinct_rows(Z, miss) <= DENSITY_ROUTE_MAX_ROWS
+    if few and Z.shape[1] <= DENSITY_ROUTE_MAX_DIM:
+        return "grid"
+    return wide if (few and wide) else approximate
 
 
 # ----------------------------------------------------------------------------- shared draws
@@ -374,6 +386,84 @@ def effective_sample_size(log_w: np.ndarray) -> float:
     return float(w.sum() ** 2 / np.maximum((w**2).sum(), 1e-300))
 
 
+def conditional_mixture(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, xo: np.ndarray,
+                        miss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussian mixture ``p(x_m | x_o)`` of a full-covariance mixture, for one observed row.
+
+    Returns (posterior component weights (K,), conditional means (K, |m|), covariances (K, |m|, |m|)).
+    """
+    o = ~miss
+    K = len(weights)
+    logw = np.log(np.maximum(np.asarray(weights, dtype=np.float64), 1e-300))
+    cm, cc = np.empty((K, int(miss.sum()))), np.empty((K, int(miss.sum()), int(miss.sum())))
+    for k in range(K):
+        S = covs[k]
+        Soo, Smo, Smm = S[np.ix_(o, o)], S[np.ix_(miss, o)], S[np.ix_(miss, miss)]
+        L = np.linalg.cholesky(Soo)
+        sol = np.linalg.solve(L, xo - means[k, o])
+        logw[k] += -0.5 * sol @ sol - np.log(np.diag(L)).sum() - 0.5 * o.sum() * np.log(2 * np.pi)
+        A = np.linalg.solve(Soo, Smo.T).T  # S_mo S_oo^-1
+        cm[k] = means[k, miss] + A @ (xo - means[k, o])
+        C = Smm - A @ Smo.T
+        cc[k] = 0.5 * (C + C.T)
+    post = np.exp(logw - logw.max())
+    return post / post.sum(), cm, cc
+
+
+def mixture_proposal_impute(log_prob: LogProbFn, pool: np.ndarray, X: np.ndarray, miss: np.ndarray,
+                            rng: np.random.Generator, *, proposals: int = SIR_PROPOSALS, components: int = 32,
+                            widen: float = 1.5) -> tuple[np.ndarray, float]:
+    """Importance-resampled draws of the missing entries under a model's exact density ``log_prob``.
+
+    A full-covariance Gaussian mixture (``components``) is fitted to ``pool``, the model's own
+    samples; for each distinct observed row its conditional given the observed part (closed form,
+    :func:`conditional_mixture`), covariances widened by ``widen**2`` so its tails cover the
+    model's, proposes ``max(proposals, 4 r)`` values for the r rows; each is weighted by the model's
+    density over the proposal's, ``log_prob(row) - log q``, and the r rows are resampled
+    (:func:`importance_resample`). Exact for the model as the proposals grow (sampling-importance-
+    resampling); its cost is one density evaluation per proposal, whatever the width. Rows with
+    every entry observed are left alone. Returns (the filled copy, the smallest effective sample
+    size over the distinct rows, the measure of how well the proposal fitted).
+    """
+    from scipy.special import logsumexp
+    from sklearn.mixture import GaussianMixture
+
+    X = np.array(X, dtype=np.float64)
+    pool = np.asarray(pool, dtype=np.float64)
+    gm = GaussianMixture(min(int(components), max(1, len(pool) // 50)), covariance_type="full", reg_covar=1e-6,
+                         random_state=int(rng.integers(2**31))).fit(pool)
+    which = _group_rows(X, miss)
+    worst = float("inf")
+    for g, i in enumerate(np.unique(which, return_index=True)[1]):
+        rows = np.flatnonzero(which == g)
+        m_ = miss[i]
+        if not m_.any():
+            continue
+        if m_.all():  # nothing observed: the model's own sample is an exact draw; weights as below
+            post, cm, cc = gm.weights_, gm.means_, gm.covariances_
+        else:
+            post, cm, cc = conditional_mixture(gm.weights_, gm.means_, gm.covariances_, X[i, ~m_], m_)
+        cc = cc * float(widen) ** 2
+        P = max(int(proposals), 4 * len(rows))
+        comp = rng.choice(len(post), size=P, p=post)
+        chol = np.linalg.cholesky(cc + 1e-12 * np.eye(cc.shape[1]))
+        eps = rng.standard_normal((P, int(m_.sum())))
+        draw = cm[comp] + np.einsum("pij,pj->pi", chol[comp], eps)
+        # log q(draw): the widened conditional mixture's density
+        lq = []
+        for k in range(len(post)):
+            sol = np.linalg.solve(chol[k], (draw - cm[k]).T)
+            lq.append(np.log(max(post[k], 1e-300)) - 0.5 * (sol**2).sum(0) - np.log(np.diag(chol[k])).sum()
+                      - 0.5 * draw.shape[1] * np.log(2 * np.pi))
+        full = np.repeat(X[i:i + 1], P, 0)
+        full[:, m_] = draw
+        log_w = np.asarray(log_prob(full), dtype=np.float64) - logsumexp(np.stack(lq), 0)
+        log_w[~np.isfinite(log_w)] = -np.inf
+        worst = min(worst, effective_sample_size(log_w[np.isfinite(log_w)]) if np.isfinite(log_w).any() else 0.0)
+        X[rows] = np.where(miss[rows], full[importance_resample(log_w, len(rows), rng)], X[rows])
+    return X, worst
+
+
 def nearest_conditional(pool: np.ndarray, X: np.ndarray, miss: np.ndarray, rng: np.random.Generator, *,
                         k: int = 256, per_row: int = 1, scale: np.ndarray | None = None,
                         log_weight: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
@@ -407,7 +497,7 @@ def nearest_conditional(pool: np.ndarray, X: np.ndarray, miss: np.ndarray, rng: 
     return X
 
 
-__all__ = ["LogProbFn", "DENSITY_ROUTE_MAX_DIM", "DENSITY_ROUTE_MAX_ROWS", "distinct_rows", "density_route",
-           "stratified_uniforms", "line_conditional", "inverse_cdf_draws", "grid_gibbs_impute",
-           "gaussian_mixture_conditional",
-           "isotropic_mixture_conditional", "importance_resample", "effective_sample_size", "nearest_conditional"]
+__all__ = ["LogProbFn", "DENSITY_ROUTE_MAX_DIM", "DENSITY_ROUTE_MAX_ROWS", "SIR_PROPOSALS", "distinct_rows",
+           "density_route", "stratified_uniforms", "line_conditional", "inverse_cdf_draws", "grid_gibbs_impute",
+           "gaussian_mixture_conditional", "isotropic_mixture_conditional", "conditional_mixture",
+           "mixture_proposal_impute", "importance_resample", "effective_sample_size", "nearest_conditional"]

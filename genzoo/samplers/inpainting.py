@@ -149,14 +149,20 @@ class LinearPathImputation:
         :func:`inpaint_linear_path`, which assumes the path marginal ``t x + (1 - t) eps`` of
         independent noise -- exact in the limit for ``coupling='independent'``, but biased
         after minibatch-OT pairing or a reflow, whose noise is correlated with the data (ring,
-        x = 0 observed: |y| 0.74 instead of 0.99); ``'auto'``: grid up to 3 dimensions and 16
-        distinct rows to fill (the cost guard of :func:`genzoo.samplers.conditional.density_route`:
-        each distinct row costs about a thousand ODE density evaluations), RePaint beyond.
+        x = 0 observed: |y| 0.74 instead of 0.99); ``'sir'``: importance resampling by the ODE
+        density (``_sir_impute_std``), exact for the model as its proposals grow, its cost
+        independent of the width; ``'auto'``: for up to 16 distinct rows to fill, the grid up to 3
+        dimensions and 'sir' beyond; more rows, RePaint (the cost guard of
+        :func:`genzoo.samplers.conditional.density_route`: each distinct row costs a few thousand ODE
+        density evaluations).
         """
         from genzoo.base import torch_seed  # the estimator contract, imported only when used
 
-        if density_route(method or self.impute_method, Z, miss, "repaint") == "grid":
+        route = density_route(method or self.impute_method, Z, miss, "repaint", wide="sir")
+        if route == "grid":
             return super()._impute_std(Z, miss, seed)
+        if route == "sir":
+            return self._sir_impute_std(Z, miss, seed)
         steps = int(self.impute_steps if steps is None else steps)
         resample = int(self.resample if resample is None else resample)
         dev = torch.device(self.device_)

@@ -147,7 +147,7 @@ def test_impute_takes_the_exact_density_route_for_few_rows(g8):
     many = np.column_stack([np.linspace(-1, 1, 40), np.full(40, np.nan)])
     m.impute(many, random_state=0)
     assert m.last_nfe_ == 99 * m.resample + 1  # 40 distinct rows: RePaint
-    with pytest.raises(ValueError, match="'auto', 'grid' or 'repaint'"):
+    with pytest.raises(ValueError, match="one of 'auto', 'grid', 'repaint', 'sir'; got 'exact'"):
         m.impute(Q[:2], method="exact")
 
 

@@ -16,6 +16,7 @@ from genzoo.samplers.conditional import (
     inverse_cdf_draws,
     isotropic_mixture_conditional,
     line_conditional,
+    mixture_proposal_impute,
     nearest_conditional,
     stratified_uniforms,
 )
@@ -180,5 +181,50 @@ def test_density_route_guard_and_names():
     assert density_route("auto", Z, miss, "repaint") == "repaint"  # 2,000 distinct rows: too many
     assert density_route("grid", Z, miss, "repaint") == "grid"
     assert density_route("auto", np.zeros((3, 5)), np.ones((3, 5), bool), "repaint") == "repaint"
-    with pytest.raises(ValueError, match="'auto', 'grid' or 'repaint'"):
+    with pytest.raises(ValueError, match="one of 'auto', 'grid', 'repaint'; got 'gird'"):
         density_route("gird", Z, miss, "repaint")
+    # wider data: the width-independent exact route for few distinct rows, the approximate one for many
+    wide_miss = np.zeros((3, 5), bool)
+    wide_miss[:, 3:] = True
+    assert density_route("auto", np.zeros((3, 5)), wide_miss, "repaint", wide="sir") == "sir"
+    assert density_route("auto", np.arange(100.0)[:, None] * np.ones((1, 5)), np.tile(wide_miss[:1], (100, 1)),
+                         "repaint", wide="sir") == "repaint"
+    assert density_route("sir", Z, miss, "repaint", wide="sir") == "sir"
+
+
+def test_importance_resampling_from_a_wrong_mixture_reaches_the_exact_conditional():
+    """The proposal mixture is fitted to a pool from the wrong law (shifted, too wide); the weights
+    by the true density still give the true conditional, and the truth between two modes, where the
+    pool says little, is found (W1 of each missing coordinate near its two-sample floor)."""
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 1.0, -1.0], [2.0, 1.0, -1.0, 1.0], [1.0, 0.5, 2.0, 2.0]])
+    covs = []
+    for _ in range(3):
+        A = rng.normal(0, 0.4, (4, 4))
+        covs.append(A @ A.T + 0.05 * np.eye(4))
+    covs = np.stack(covs)
+    w = np.array([0.6, 0.3, 0.1])
+
+    def log_prob(x):
+        return logsumexp([np.log(w[k]) + multivariate_normal(means[k], covs[k]).logpdf(x) for k in range(3)], 0)
+
+    def draw(n, r):
+        c = r.choice(3, n, p=w)
+        return np.stack([r.multivariate_normal(means[k], covs[k]) for k in c])
+
+    pool = 1.3 * draw(5000, rng) + 0.3  # the wrong law
+    X = np.full((800, 4), np.nan)
+    X[:, :2] = [1.0, 0.5]
+    miss = np.isnan(X)
+    out, ess = mixture_proposal_impute(log_prob, pool, X, miss, rng, proposals=8000)
+    assert np.all(out[:, :2] == X[:, :2]) and ess > 300
+    truth = [gaussian_mixture_conditional(w, means, covs, X, miss, np.random.default_rng(s), stratify=False)
+             for s in (1, 2)]
+    for j in (2, 3):
+        floor = wasserstein_distance(truth[0][:, j], truth[1][:, j])
+        assert wasserstein_distance(out[:, j], truth[0][:, j]) < 3 * floor + 0.02
+    # the pool's own conditional (what an unweighted fit to it would give) fails the same bound
+    wrong = gaussian_mixture_conditional(w, 1.3 * means + 0.3, 1.69 * covs, X, miss, np.random.default_rng(3),
+                                         stratify=False)
+    assert max(wasserstein_distance(wrong[:, j], truth[0][:, j])
+               - 3 * wasserstein_distance(truth[0][:, j], truth[1][:, j]) for j in (2, 3)) > 0.02
