@@ -678,6 +678,11 @@ class GenerativeModel(BaseEstimator):
         out, ess = mixture_proposal_impute(lambda z: _to_numpy(self._labelled_log_prob_std(z)), P, Z, miss, rng,
                                            proposals=int(SIR_PROPOSALS if proposals is None else proposals))
         self.last_impute_ess_ = ess
+        if ess < 50:
+            import warnings
+
+            warnings.warn(f"{self.family} impute: importance resampling kept an effective sample of only {ess:.0f} "
+                          f"draws for some row; its conditional may be poorly covered", stacklevel=3)
         return out
 
     # state to save beside the weights; families with more fitted state extend these

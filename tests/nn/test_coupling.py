@@ -8,6 +8,7 @@ import torch
 from genzoo.nn.coupling import (
     ActNorm,
     AffineCoupling,
+    InvertibleLinear,
     InvertibleSequence,
     MixtureCDFCoupling,
     ResidualNet,
@@ -58,10 +59,11 @@ def test_spline_zero_parameters_is_identity():
     assert torch.allclose(y, x, atol=1e-5) and logdet.abs().max() < 1e-2
 
 
-def _random_flow(cls, dim: int, n_layers: int = 4, context_dim: int = 0) -> InvertibleSequence:
+def _random_flow(cls, dim: int, n_layers: int = 4, context_dim: int = 0, linear: bool = False) -> InvertibleSequence:
     torch.manual_seed(dim)
     layers = []
-    for cond, trans in coupling_partitions(dim, n_layers):
+    for i, (cond, trans) in enumerate(coupling_partitions(dim, n_layers)):
+        layers += [InvertibleLinear(dim, seed=i)] if linear else []
         layers += [ActNorm(dim), cls(dim, cond, trans, hidden=16, blocks=1, context_dim=context_dim)]
     flow = InvertibleSequence(layers).double()
     with torch.no_grad():  # move away from the identity initialisation
@@ -71,9 +73,9 @@ def _random_flow(cls, dim: int, n_layers: int = 4, context_dim: int = 0) -> Inve
 
 
 @pytest.mark.parametrize("cls", [AffineCoupling, SplineCoupling, MixtureCDFCoupling])
-@pytest.mark.parametrize("dim", [2, 3, 5])
-def test_coupling_inverse_and_logdet_match_autograd_jacobian(cls, dim):
-    flow = _random_flow(cls, dim, context_dim=3)
+@pytest.mark.parametrize("dim,linear", [(2, False), (3, False), (5, False), (5, True)])
+def test_coupling_inverse_and_logdet_match_autograd_jacobian(cls, dim, linear):
+    flow = _random_flow(cls, dim, context_dim=3, linear=linear)
     x = 1.5 * torch.randn(6, dim, dtype=torch.float64)
     ctx = torch.randn(6, 3, dtype=torch.float64)
     u, logdet = flow(x, ctx)
