@@ -271,6 +271,8 @@ def _cmd_compare(args) -> int:
     from genzoo.compare.text import is_text_data, run_text_compare, text_terminal_table
 
     if is_text_data(args.data):  # strings: the text models side by side, one run per row and seed
+        if args.label is not None:
+            raise ValueError("--label names a column of a table file (.csv/.npy/.parquet); text data has no columns")
         records = run_text_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
                                    out=args.out, verbose=not args.quiet, params=_family_hyperparameters(args.set),
                                    device=args.device, force=args.force)
@@ -284,7 +286,7 @@ def _cmd_compare(args) -> int:
     records = run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
                           out=args.out, verbose=not args.quiet, workers=args.workers,
                           params=_family_hyperparameters(args.set), device=args.device, force=args.force,
-                          start_method="fork" if fork else None)
+                          start_method="fork" if fork else None, label=args.label)
     print(terminal_table(summarise(records)))
     print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
     return 0
@@ -353,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain every run, ignoring finished runs cached in --out (default: reuse them)")
     c.add_argument("--quiet", action="store_true",
                    help="no progress bars on stderr; the results table still goes to stdout (default: bars on)")
+    c.add_argument("--label", default=None, metavar="COLUMN",
+                   help="a column of the data file holding class labels: families that take labels fit p(x | label), "
+                        "and the report adds train-on-synthetic, test-on-real accuracy (default: none)")
     c.set_defaults(func=_cmd_compare)
 
     t = command("train", "fit one family and save the model")

@@ -37,3 +37,26 @@ def test_label_errors_are_one_line(tmp_path, capsys):
     assert "--label names a column of a data file" in capsys.readouterr().err
     assert main(["train", "ebm", "--data", str(data), "--label", "kind", "--out", model]) == 1
     assert "ebm does not take labels" in capsys.readouterr().err  # an unconditional family says so
+
+
+def test_compare_with_a_label_column_reports_train_on_synthetic_accuracy(tmp_path, capsys):
+    """``compare --data table.csv --label kind``: conditional families fit p(x | label), each run
+    reports train-on-synthetic, test-on-real accuracy beside train-on-real; a family without labels
+    (ebm) gets the baseline only."""
+    data, out = _table(tmp_path), str(tmp_path / "cmp")
+    assert main(["compare", "--data", str(data), "--label", "kind", "--families", "gmm,ebm", "--seeds", "1",
+                 "--preset", "quick", "--quiet", "--out", out]) == 0
+    table = capsys.readouterr().out
+    assert "TSTR acc" in table and "TRTR acc" in table
+    import json
+
+    recs = {r["family"]: r for r in json.load(open(f"{out}/results.json"))["runs"]}
+    g = recs["gmm"]["metrics"]
+    # eight well separated modes: a good conditional model teaches the classifier as well as real rows do
+    assert g["trtr_accuracy"] > 0.9 and g["tstr_accuracy"] > g["trtr_accuracy"] - 0.05
+    assert recs["gmm"]["conditional"] is True
+    assert recs["ebm"]["conditional"] is False  # the one family without labels
+    assert "tstr_accuracy" not in recs["ebm"]["metrics"] and recs["ebm"]["metrics"]["trtr_accuracy"] > 0.9
+    assert "train-on-synthetic" in open(f"{out}/report.html").read()
+    assert main(["compare", "--data", "ring", "--label", "kind", "--out", out]) == 1
+    assert "--label names a column of a data file" in capsys.readouterr().err

@@ -71,10 +71,15 @@ class Data:
     dist: Any  # the Distribution for built-ins (exact density, labels, modes), else None
     columns: list[str]
     fingerprint: str
-    y_train: np.ndarray | None = None  # labels, for built-ins that have them
+    y_train: np.ndarray | None = None  # labels, for built-ins that have them and files read with ``label``
+    y_test: np.ndarray | None = None  # a file's held-out labels (train-on-synthetic, test-on-real)
 
 
-def load_data(spec: str, n_train: int) -> Data:
+def load_data(spec: str, n_train: int, label: str | None = None) -> Data:
+    """A built-in (``n_train`` rows drawn, 10,000 test rows) or a file (a seeded 80 / 20 split);
+    ``label``: a column of the file taken out as class labels (``--label``)."""
+    if label is not None and spec in gz.datasets.names():
+        raise ValueError(f"--label names a column of a data file; {spec!r} is a built-in dataset")
     if spec in gz.datasets.names():
         ds = gz.datasets.get(spec)
         y = None
@@ -87,14 +92,36 @@ def load_data(spec: str, n_train: int) -> Data:
     if not (os.path.splitext(spec)[1] or os.path.sep in spec):
         raise ValueError(f"unknown dataset {spec!r}{did_you_mean(spec, gz.datasets.names()) or ':'} not a built-in "
                          f"({', '.join(gz.datasets.names())}) nor a path to a .csv/.npy/.parquet file")
-    X, cols = gz.datasets.load_file(spec, return_columns=True)
+    y = None
+    if label is None:
+        X, cols = gz.datasets.load_file(spec, return_columns=True)
+    else:
+        X, cols, y = gz.datasets.load_file(spec, return_columns=True, label=label)
+        y = np.asarray(y)
     if len(X) < 20:
         raise ValueError(f"{spec} has only {len(X)} rows; compare needs at least 20")
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(X))
     n_test = max(10, len(X) // 5)
-    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()[:16]
-    return Data(os.path.basename(spec), X[perm[n_test:]], X[perm[:n_test]], None, list(cols), f"file:{digest}")
+    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    if y is not None:
+        h.update(("label:" + label + ":" + ",".join(map(str, y))).encode())
+    tr, te = perm[n_test:], perm[:n_test]
+    return Data(os.path.basename(spec), X[tr], X[te], None, list(cols), f"file:{h.hexdigest()[:16]}",
+                None if y is None else y[tr], None if y is None else y[te])
+
+
+def label_accuracy(X_fit: np.ndarray, y_fit: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy of a logistic regression (standardised inputs) fitted on ``(X_fit, y_fit)``:
+    with synthetic rows it is train-on-synthetic, test-on-real (TSTR); with real ones, its baseline."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(y_fit)) < 2:  # one class only: the classifier predicts it everywhere
+        return float(np.mean(y_test == y_fit[0]))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return float(clf.fit(X_fit, y_fit).score(X_test, y_test))
 
 
 # ----------------------------------------------------------------------------- one run
@@ -232,6 +259,10 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
             metrics = gz.evaluate(model, target, n=n_eval, n_test=int(cfg["n_test"]), random_state=seed)
             timings["evaluate"] = time.perf_counter() - t0
             rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            if data.y_test is not None:  # a labelled file: how well do synthetic rows teach a classifier?
+                t0 = time.perf_counter()
+                rec["metrics"].update(labelled_metrics(model, data, n_eval, seed, y is not None))
+                timings["labels"] = time.perf_counter() - t0
             np.save(os.path.join(tmp_dir, "samples.npy"), S.astype(np.float32))
             t0 = time.perf_counter()
             if panels:
@@ -265,6 +296,20 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
         shutil.rmtree(run_dir)
     os.replace(tmp_dir, run_dir)  # the run appears whole or not at all
     return rec
+
+
+def labelled_metrics(model, data: Data, n: int, seed: int, conditional: bool) -> dict:
+    """Train-on-synthetic, test-on-real accuracy beside train-on-real (``trtr_accuracy``). A
+    conditional model draws ``n`` rows with labels from the training label frequencies; a family
+    without labels gets no TSTR (it cannot say which class its rows belong to)."""
+    Xtr, Xte = np.asarray(data.X_train, float), np.asarray(data.X_test, float)
+    out = {"trtr_accuracy": label_accuracy(Xtr, data.y_train, Xte, data.y_test)}
+    if conditional:
+        ys = np.random.default_rng(seed + 5).choice(data.y_train, size=n)
+        S = np.asarray(model.sample(n, y=ys, random_state=seed + 5), float)
+        if np.isfinite(S).all():
+            out["tstr_accuracy"] = label_accuracy(S, ys, Xte, data.y_test)
+    return out
 
 
 def _save_figure_arrays(model, data: Data, run_dir: str, seed: int, grid_n: int) -> None:
@@ -359,8 +404,12 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
                 preset: str = "default", out: str = "genzoo-compare", verbose: bool = False,
                 workers: int | None = None, start_method: str | None = None,
                 params: dict[str, dict] | None = None, device: str | None = None,
-                force: bool = False) -> list[dict]:
+                force: bool = False, label: str | None = None) -> list[dict]:
     """Run (or resume) the comparison and write results.csv/json, summary.csv and report.html.
+
+    ``label``: a column of a data file holding class labels: families that take labels fit
+    ``p(x | label)``, and every run reports train-on-synthetic, test-on-real accuracy
+    (``tstr_accuracy``, conditional families) beside train-on-real (``trtr_accuracy``).
 
     ``verbose``: progress bars on stderr (the library is quiet by default; the report's path is
     logged to the ``"genzoo"`` logger). ``params``: per-family hyperparameters, e.g.
@@ -390,7 +439,7 @@ def run_compare(data: str = "ring", families: str | list[str] | None = "core", s
 
         resolve_device(device)  # a device this machine lacks fails before any run starts
     cfg = PRESETS[preset]
-    d = load_data(data, int(cfg["n_train"]))
+    d = load_data(data, int(cfg["n_train"]), label)
     check_out_dir(out)
     started = time.perf_counter()
     jobs = []

@@ -31,6 +31,8 @@ METRICS: list[tuple[str, str, bool]] = [
     ("infill_cov90_dev", "infill |cover90 - 0.9|", False),
     ("cond_alignment", "cond. alignment", True),
     ("cond_recall", "cond. recall", True),
+    ("tstr_accuracy", "train-on-synthetic acc.", True),
+    ("trtr_accuracy", "train-on-real acc.", True),
     ("samples_per_s", "samples/s", True),
     ("nfe_per_sample", "NFE/sample", False),
     ("fit_s", "fit s", False),
@@ -96,7 +98,8 @@ def format_value(v: float, key: str = "") -> str:
 
 def terminal_table(summary: list[dict]) -> str:
     cols = [("on_support", "on-support"), ("modes", "modes"), ("recall", "recall"), ("nll_gap", "NLL-H"),
-            ("nll", "NLL"), ("w2", "W2"), ("samples_per_s", "samples/s"), ("fit_s", "fit s")]
+            ("nll", "NLL"), ("w2", "W2"), ("tstr_accuracy", "TSTR acc"), ("trtr_accuracy", "TRTR acc"),
+            ("samples_per_s", "samples/s"), ("fit_s", "fit s")]
     cols = [(k, label) for k, label in cols if any(math.isfinite(as_number(r.get(k))) for r in summary)]
     head = f"{'family':<17}{'runs':>7}" + "".join(f"{label:>12}" for _, label in cols)
     lines = [head, "-" * len(head)]
