@@ -60,3 +60,25 @@ def test_compare_with_a_label_column_reports_train_on_synthetic_accuracy(tmp_pat
     assert "train-on-synthetic" in open(f"{out}/report.html").read()
     assert main(["compare", "--data", "ring", "--label", "kind", "--out", out]) == 1
     assert "--label names a column of a data file" in capsys.readouterr().err
+
+
+def test_compare_beyond_two_columns_reports_columns(tmp_path, capsys):
+    """A 4-column table: per-column marginal distances, correlation error (each beside its floor)
+    and the report's column heat map, pair plots and correlation-error maps."""
+    import json
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((600, 1))
+    X = np.hstack([z, 2 * z + 0.3 * rng.standard_normal((600, 1)), rng.standard_normal((600, 2)) * [1, 50]])
+    path = tmp_path / "t.csv"
+    pd.DataFrame(X, columns=["alpha", "beta", "gamma", "delta"]).to_csv(path, index=False)
+    out = str(tmp_path / "cmp")
+    assert main(["compare", "--data", str(path), "--families", "gmm", "--seeds", "1", "--preset", "quick",
+                 "--quiet", "--out", out]) == 0
+    capsys.readouterr()
+    m = json.load(open(f"{out}/results.json"))["runs"][0]["metrics"]
+    assert m["standardized"] is True
+    assert 0 <= m["marginal_w1"] <= m["marginal_w1_worst"] < 0.5 and m["corr_error"] < 0.2
+    assert m["marginal_w1_floor"] > 0 and "corr_error_floor" in m
+    html = open(f"{out}/report.html").read()
+    assert "<h2>Columns</h2>" in html and "gmm column pairs" in html and "gmm correlation error" in html

@@ -259,6 +259,13 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
             metrics = gz.evaluate(model, target, n=n_eval, n_test=int(cfg["n_test"]), random_state=seed)
             timings["evaluate"] = time.perf_counter() - t0
             rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            if data.X_train.shape[1] > 2:  # beyond 2-D: per-column marginals and the correlation matrix
+                from genzoo.metrics import column_metrics
+
+                real = np.asarray(data.X_test, float)[:n_eval]
+                rec["metrics"].update(column_metrics(real, np.asarray(S, float)))
+                other = np.asarray(data.X_train, float)[:len(real)]  # two real sets of the same size: the floor
+                rec["metrics"].update({f"{k}_floor": v for k, v in column_metrics(real, other).items()})
             if data.y_test is not None:  # a labelled file: how well do synthetic rows teach a classifier?
                 t0 = time.perf_counter()
                 rec["metrics"].update(labelled_metrics(model, data, n_eval, seed, y is not None))

@@ -22,7 +22,7 @@ What ``impute`` costs per row to fill beyond 2-D, at the defaults ("pass" = one 
 flow, ebm         MCMC: 400 density-and-gradient passes (plus a pool of ``min(65536, max(4096, 32 n))``
                   samples to start from); guard ``genzoo.samplers.mcmc.MAX_ROW_EVALUATIONS``
 autoregressive    a missing suffix: exact, one pass per missing coordinate; any other pattern: as flow
-diffusion, score  up to 16 distinct rows: importance resampling ('sir'), ``SIR_PROPOSALS`` (4,096) ODE
+diffusion, score  up to 16 distinct rows and 16 columns: importance resampling ('sir'), ``SIR_PROPOSALS`` (4,096) ODE
                   likelihoods per distinct row plus a 20,000-sample pool, exact for the model as the
                   proposals grow; more rows: RePaint, ``impute_steps x resample`` = 1,000 passes
                   (approximate); ``method='grid'``: about 2,000 ODE likelihoods (~256 passes each) per

@@ -367,7 +367,7 @@ class Diffusion(TorchGenerativeModel):
         every level, ``steps`` levels each repeated ``resample`` times (``last_nfe_`` =
         (steps - 1) x resample + 1): approximate, and biased between modes (gaussians8, x at a
         mode's tip: W1 330x its floor where the grid route has 2x); 'auto' (default), the grid up
-        to 3 dimensions and 16 distinct rows; 'sir' for as few rows of wider data (importance resampling of
+        to 3 dimensions and 16 distinct rows; 'sir' for as few rows up to 16 columns (importance resampling of
         proposals from a Gaussian mixture fitted to the model's samples, weighted by its ODE density, one
         density evaluation per proposal: exact for the model as the proposals grow); RePaint for more
         rows (``genzoo.samplers.conditional.density_route``).

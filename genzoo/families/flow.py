@@ -293,16 +293,17 @@ class Flow(TorchGenerativeModel):
         the exact density (``_sir_impute_std``: 4,096 density evaluations per distinct row, exact
         as the proposals grow; it moves between separated modes, which MALA's local steps do not);
         'auto' (default), the grid up to 2 columns, beyond it 'sir' for up to 16 distinct rows and
-        MCMC for more. The grid and MCMC refuse, naming the cost, above their guard (``max_cost``
+        16 columns, MCMC otherwise. The grid and MCMC refuse, naming the cost, above their guard (``max_cost``
         row-evaluations for MCMC). ``opts`` go to the grid route.
         """
         from genzoo.families._wide import check_grid_cost, impute_route, marginal_log_prob
-        from genzoo.samplers.conditional import DENSITY_ROUTE_MAX_ROWS, distinct_rows
+        from genzoo.samplers.conditional import DENSITY_ROUTE_MAX_ROWS, SIR_MAX_DIM, distinct_rows
         from genzoo.samplers.mcmc import model_impute
 
         d = int(self.n_features_in_)
         route = impute_route(method, d, ("grid", "mcmc", "sir"))
-        if method in (None, "auto") and route == "mcmc" and distinct_rows(Z, miss) <= DENSITY_ROUTE_MAX_ROWS:
+        few = distinct_rows(Z, miss) <= DENSITY_ROUTE_MAX_ROWS
+        if method in (None, "auto") and route == "mcmc" and few and d <= SIR_MAX_DIM:
             route = "sir"
         if route == "sir":
             if opts or steps is not None or burn is not None or max_cost is not None:

@@ -152,7 +152,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         Absolute tolerance of the adaptive ('dopri5') solves.
     impute_method : str, default='auto'
         'grid' (inverse CDF / Gibbs on the exact ODE density), 'sir' (importance resampling by it),
-        'repaint' or 'auto' (up to 16 distinct rows to fill: grid up to 3 dimensions, 'sir' beyond;
+        'repaint' or 'auto' (up to 16 distinct rows to fill: grid up to 3 dimensions, 'sir' up to 16;
         more rows: RePaint).
     impute_steps : int, default=50
         Reverse steps of RePaint imputation.

@@ -73,7 +73,7 @@ RePaint's resampling (Lugmayr et al. 2022): each of ``impute_steps`` steps is re
 coordinates can settle into agreement with the observed ones (replacement alone lets them commit
 to a mode before the observed coordinates have told them which); still approximate, NFE =
 ``impute_steps * resample``. 'auto' (default), for up to 16 distinct rows: the grid up to 3
-dimensions, beyond it 'sir', proposals from a Gaussian mixture fitted to the model's samples,
+dimensions, 'sir' up to 16, proposals from a Gaussian mixture fitted to the model's samples,
 weighted by its ODE density (exact for the model as the proposals grow); more rows: RePaint
 (``genzoo.samplers.conditional.density_route``).
 """

@@ -17,11 +17,20 @@ from .labels import class_posterior, conditional_alignment, inception_score
 from .likelihood import nll, nll_gap
 from .manifold import density_coverage, manifold_metrics, precision_recall
 from .modes import mode_metrics, on_support
-from .sample import frechet_distance, median_bandwidth, mmd, wasserstein
+from .sample import (
+    column_distances,
+    column_metrics,
+    correlation_error,
+    frechet_distance,
+    median_bandwidth,
+    mmd,
+    wasserstein,
+)
 from .stability import divergence, stability, trajectory
 
 __all__ = [
     "frechet_distance", "wasserstein", "mmd", "median_bandwidth",
+    "column_distances", "correlation_error", "column_metrics",
     "precision_recall", "density_coverage", "manifold_metrics",
     "mode_metrics", "on_support",
     "nll", "nll_gap",

@@ -112,7 +112,10 @@ def evaluate(
       between two independent real draws of size n: what a perfect model scores; cached
       in-process per data, n and random_state) and, for ``RATIO_METRICS``,
       ``<name>_ratio`` = value / floor. If any sample is NaN/inf the sample metrics are
-      NaN and ``nonfinite_share`` says how many;
+      NaN and ``nonfinite_share`` says how many. Against an array (a table without a known
+      density) the sample metrics are computed on columns divided by the real points' standard
+      deviations (``standardized`` = True), so that the largest column does not decide them;
+      a distribution's metrics stay in its own units (its support threshold needs them);
     - likelihood, only where ``model.likelihood_kind != 'none'``: ``nll``, ``nll_se``,
       ``bits_per_dim`` on ``X_test`` (default: n_test fresh draws, or the whole array),
       and for a distribution ``nll_gap`` (= KL(data || model), see ``nll_gap``),
@@ -166,6 +169,12 @@ def evaluate(
     finite = np.isfinite(Y).all(1)
     if not finite.all():
         rec["nonfinite_share"] = float(1 - finite.mean())
+    if dist is None:  # a table: every column on the same footing (the real points' spread)
+        unit = X.std(0)
+        unit = np.where(unit > 0, unit, 1.0)
+        X, Y = X / unit, Y / unit
+        X_alt = X_alt / unit if X_alt is not None else None
+        rec["standardized"] = True
     values = sample_metrics(X, Y, dist, thr)
     rec.update(values)
     if floors:

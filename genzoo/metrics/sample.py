@@ -229,3 +229,37 @@ def mmd(
         ]
         return float(np.mean(vals))
     raise ValueError(f"kernel must be 'rbf' or 'poly', got {kernel!r}")
+
+
+def column_distances(X: Any, Y: Any) -> np.ndarray:
+    """Per column, the 1-D Wasserstein-1 distance between real ``X`` and model ``Y`` in units of
+    the real column's standard deviation (a constant column: its raw distance)."""
+    from scipy.stats import wasserstein_distance
+
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    unit = X.std(0)
+    unit = np.where(unit > 0, unit, 1.0)
+    return np.array([wasserstein_distance(X[:, j], Y[:, j]) / unit[j] for j in range(X.shape[1])])
+
+
+def correlation_error(X: Any, Y: Any) -> np.ndarray:
+    """``|corr(Y) - corr(X)|`` per pair of columns (constant columns count as uncorrelated)."""
+    def corr(A: np.ndarray) -> np.ndarray:
+        A = np.asarray(A, dtype=np.float64)
+        A = A - A.mean(0)
+        s = np.sqrt((A * A).sum(0))
+        A = A / np.where(s > 0, s, 1.0)
+        return A.T @ A
+
+    return np.abs(corr(Y) - corr(X))
+
+
+def column_metrics(X: Any, Y: Any) -> dict[str, float]:
+    """Table-wide summaries beyond 2-D: mean and worst per-column W1 (in column standard
+    deviations), and the mean absolute error of the correlation matrix off its diagonal."""
+    w = column_distances(X, Y)
+    E = correlation_error(X, Y)
+    d = E.shape[0]
+    off = E[~np.eye(d, dtype=bool)]
+    return {"marginal_w1": float(w.mean()), "marginal_w1_worst": float(w.max()),
+            "corr_error": float(off.mean()) if off.size else 0.0}

@@ -95,10 +95,7 @@ def family_figures(out: str, records: list[dict], fam: str, data, box) -> list[t
     elif rec is not None:
         S = _load(out, rec, "samples.npy")
         if S is not None:
-            fig, ax = plt.subplots(figsize=(3.2, 3.2))
-            sub = data.X_test[:2000]
-            _scatter(ax, type("D", (), {"X_test": sub[:, :2]})(), S[:, :2], box, f"{fam}: first two coordinates")
-            figs.append(("samples", _png(fig)))
+            figs += wide_figures(fam, np.asarray(data.X_test, float)[:2000], np.asarray(S, float), data.columns)
     runs = [r for r in records if r["family"] == fam and len((r.get("history") or {}).get("train_loss", [])) > 1]
     if runs:
         fig, ax = plt.subplots(figsize=(3.4, 2.6))
@@ -250,6 +247,87 @@ def _load_npz(out: str, rec: dict | None, name: str):
     return np.load(p) if os.path.exists(p) else None
 
 
+def informative_pairs(X: np.ndarray, k: int = 3) -> list[tuple[int, int]]:
+    """The ``k`` column pairs of the data with the largest absolute correlation (ties: first pairs)."""
+    from genzoo.metrics import correlation_error
+
+    C = correlation_error(X, np.zeros_like(X))  # |corr(X) - 0|: the data's absolute correlations
+    d = C.shape[0]
+    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
+    pairs.sort(key=lambda p: -C[p])
+    return pairs[:k]
+
+
+def wide_figures(fam: str, X: np.ndarray, S: np.ndarray, columns: list[str]) -> list[tuple[str, str]]:
+    """Beyond 2-D, for one family: its samples over the data on the most correlated column pairs,
+    and the error of its correlation matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genzoo.metrics import correlation_error
+
+    names = list(columns) if len(columns) == X.shape[1] else [f"x{i}" for i in range(X.shape[1])]
+    pairs = informative_pairs(X)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(2.6 * len(pairs), 2.6))
+    for ax, (i, j) in zip(np.atleast_1d(axes), pairs):
+        ax.scatter(X[:, i], X[:, j], s=2, c="#bbbbbb", lw=0)
+        ax.scatter(S[:, i], S[:, j], s=2, c="#d62728", lw=0, alpha=0.6)
+        lo = np.percentile(np.concatenate([X[:, [i, j]], S[:, [i, j]]]), [0.5, 99.5], axis=0)
+        ax.set_xlim(lo[0, 0], lo[1, 0])
+        ax.set_ylim(lo[0, 1], lo[1, 1])
+        ax.set_xlabel(names[i][:24], fontsize=7)
+        ax.set_ylabel(names[j][:24], fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{fam}: samples (red) over data (grey), most correlated column pairs", fontsize=9)
+    fig.tight_layout()
+    out = [("column pairs", _png(fig))]
+    E = correlation_error(X, S)
+    fig, ax = plt.subplots(figsize=(3.4, 3.0))
+    im = ax.imshow(E, vmin=0, vmax=max(0.5, float(E.max())), cmap="magma")
+    ax.set_title(f"{fam}: |corr(samples) - corr(data)|", fontsize=9)
+    if len(names) <= 12:
+        ax.set_xticks(range(len(names)), [n[:10] for n in names], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), [n[:10] for n in names], fontsize=6)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    out.append(("correlation error", _png(fig)))
+    return out
+
+
+def columns_figure(out: str, records: list[dict], fams: list[str], data) -> str | None:
+    """Beyond 2-D: per family and column, the W1 distance of the marginal in column standard deviations."""
+    if data.X_train.shape[1] <= 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genzoo.metrics import column_distances
+
+    X = np.asarray(data.X_test, float)[:2000]
+    rows, labels = [], []
+    for fam in fams:
+        rec = _first_ok(records, fam)
+        S = _load(out, rec, "samples.npy") if rec else None
+        if S is not None and np.isfinite(S).all():
+            rows.append(column_distances(X, S))
+            labels.append(fam)
+    if not rows:
+        return None
+    W = np.array(rows)
+    d = W.shape[1]
+    names = list(data.columns) if len(data.columns) == d else [f"x{i}" for i in range(d)]
+    fig, ax = plt.subplots(figsize=(min(14, 1.2 + 0.32 * d), 0.9 + 0.3 * len(labels)))
+    im = ax.imshow(W, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xticks(range(d), [n[:14] for n in names], rotation=90, fontsize=6)
+    fig.colorbar(im, ax=ax, fraction=0.03, label="W1 / column sd")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def overview_figure(out: str, records: list[dict], fams: list[str], data, box) -> str | None:
     """All families' samples side by side, data in grey (also the README picture)."""
     if data.X_train.shape[1] != 2:
@@ -297,7 +375,7 @@ code{background:#f4f4f4;padding:1px 4px}
 
 
 SAMPLE_KEYS = {"on_support", "high_quality", "modes", "reverse_kl", "precision", "recall", "density", "coverage",
-               "w2", "fd", "mmd"}
+               "w2", "fd", "mmd", "marginal_w1", "marginal_w1_worst", "corr_error"}
 
 
 def _metrics_table(summary: list[dict], records: list[dict], sample_side: bool, table_id: str) -> str:
@@ -418,6 +496,10 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
                "alignment (share whose true class posterior agrees with the label) against within-class recall "
                "as the guidance g grows, mixing uncond + g (cond - uncond): g = 0 is the unconditional model, "
                "g = 1 plain conditional sampling, g > 1 guided (one convention for every family)."),
+              ("Columns", columns_figure(out, records, fams, data),
+               "Per family and column: the distance between the model's marginal and the data's (1-D W1 in "
+               "units of the column's standard deviation); each family's section below shows its samples on "
+               "the most correlated column pairs and the error of its correlation matrix."),
               ("Quality against sampling cost", steps_figure(out, records, fams),
                "Each iterative sampler at several step counts: quality against network evaluations per "
                "sample, beside the floor of real data.")]

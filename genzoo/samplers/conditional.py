@@ -41,6 +41,9 @@ DENSITY_ROUTE_MAX_DIM = 3
 DENSITY_ROUTE_MAX_ROWS = 16
 #: ``impute(method='sir')``: proposals per distinct row (at least 4 per row to fill), each one density evaluation
 SIR_PROPOSALS = 4096
+#: ``impute(method='auto')`` takes 'sir' only up to this many columns: beyond, the proposal mixture is
+#: a poor fit to the conditional and an ODE likelihood costs a pass per column per step (images: 64)
+SIR_MAX_DIM = 16
 
 
 def distinct_rows(Z: np.ndarray, miss: np.ndarray) -> int:
@@ -54,8 +57,9 @@ def density_route(method: str | None, Z: np.ndarray, miss: np.ndarray, approxima
 
     'auto' (or None) picks 'grid' when the data have at most ``DENSITY_ROUTE_MAX_DIM`` columns and
     the rows ask for at most ``DENSITY_ROUTE_MAX_ROWS`` distinct conditionals (the cost guard);
-    ``wide`` (e.g. 'sir', an exact-for-the-model route that scales with the width, not the grid)
-    for wider data with as few distinct rows; else ``approximate``. Raises ValueError for any
+    ``wide`` (e.g. 'sir', an exact-for-the-model route whose cost does not grow with the number of
+    missing coordinates) for wider data, up to ``SIR_MAX_DIM`` columns, with as few distinct rows;
+    else ``approximate``. Raises ValueError for any
     other name.
     """
     method = "auto" if method is None else method
@@ -67,7 +71,7 @@ def density_route(method: str | None, Z: np.ndarray, miss: np.ndarray, approxima
     few = distinct_rows(Z, miss) <= DENSITY_ROUTE_MAX_ROWS
     if few and Z.shape[1] <= DENSITY_ROUTE_MAX_DIM:
         return "grid"
-    return wide if (few and wide) else approximate
+    return wide if (few and wide and Z.shape[1] <= SIR_MAX_DIM) else approximate
 
 
 # ----------------------------------------------------------------------------- shared draws
@@ -497,7 +501,7 @@ def nearest_conditional(pool: np.ndarray, X: np.ndarray, miss: np.ndarray, rng: 
     return X
 
 
-__all__ = ["LogProbFn", "DENSITY_ROUTE_MAX_DIM", "DENSITY_ROUTE_MAX_ROWS", "SIR_PROPOSALS", "distinct_rows",
-           "density_route", "stratified_uniforms", "line_conditional", "inverse_cdf_draws", "grid_gibbs_impute",
-           "gaussian_mixture_conditional", "isotropic_mixture_conditional", "conditional_mixture",
+__all__ = ["LogProbFn", "DENSITY_ROUTE_MAX_DIM", "DENSITY_ROUTE_MAX_ROWS", "SIR_PROPOSALS", "SIR_MAX_DIM",
+           "distinct_rows", "density_route", "stratified_uniforms", "line_conditional", "inverse_cdf_draws",
+           "grid_gibbs_impute", "gaussian_mixture_conditional", "isotropic_mixture_conditional", "conditional_mixture",
            "mixture_proposal_impute", "importance_resample", "effective_sample_size", "nearest_conditional"]

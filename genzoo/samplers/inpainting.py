@@ -152,7 +152,7 @@ class LinearPathImputation:
         x = 0 observed: |y| 0.74 instead of 0.99); ``'sir'``: importance resampling by the ODE
         density (``_sir_impute_std``), exact for the model as its proposals grow, its cost
         independent of the width; ``'auto'``: for up to 16 distinct rows to fill, the grid up to 3
-        dimensions and 'sir' beyond; more rows, RePaint (the cost guard of
+        dimensions and 'sir' up to 16; more rows, RePaint (the cost guard of
         :func:`genzoo.samplers.conditional.density_route`: each distinct row costs a few thousand ODE
         density evaluations).
         """

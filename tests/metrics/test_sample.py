@@ -97,3 +97,21 @@ def test_median_bandwidth_is_the_pooled_median_distance():
     rng = np.random.default_rng(6)
     a, b = rng.standard_normal((101, 2)), rng.standard_normal((100, 2))
     assert M.median_bandwidth(a, b) == pytest.approx(np.median(pdist(np.vstack([a, b]))), rel=1e-6)
+
+
+def test_column_metrics_see_a_shifted_column_and_a_flipped_correlation():
+    from genzoo.metrics import column_distances, column_metrics, correlation_error
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4000, 1))
+    X = np.hstack([z, z + 0.1 * rng.standard_normal((4000, 1)), 100 * rng.standard_normal((4000, 1))])
+    assert np.allclose(column_distances(X, X), 0) and column_metrics(X, X)["corr_error"] == 0
+    Y = X.copy()
+    Y[:, 2] += 50.0  # half a standard deviation of the wide column
+    assert column_distances(X, Y) == pytest.approx([0, 0, 0.5], abs=0.02)
+    Y = X.copy()
+    Y[:, 1] = -Y[:, 1]  # the strong correlation flips sign
+    E = correlation_error(X, Y)
+    assert E[0, 1] == pytest.approx(2 * abs(np.corrcoef(X[:, 0], X[:, 1])[0, 1]), abs=1e-9) and E[0, 1] > 1.9
+    m = column_metrics(X, Y)
+    assert m["corr_error"] > 0.6 and m["marginal_w1_worst"] < 0.05

@@ -356,3 +356,30 @@ def test_conditioning_metrics_and_guidance_sweep(g8):
 def test_evaluate_with_infill_and_conditioning(g8):
     rec = M.evaluate(Oracle(g8), g8, n=300, timing=False, infill=True, conditioning=True)
     assert "infill_w1_ratio" in rec and "cond_alignment" in rec and "slices" not in rec
+
+
+class _TableModel:
+    """Draws rows of a 3-column table (one column in thousands), optionally shifted in a small column."""
+
+    likelihood_kind = "none"
+    capabilities = frozenset({"sample"})
+
+    def __init__(self, shift: float = 0.0):
+        self.shift = shift
+
+    def sample(self, n, random_state=None):
+        r = np.random.default_rng(random_state)
+        X = r.standard_normal((n, 3)) * np.array([1000.0, 1.0, 1.0])
+        X[:, 1] += self.shift
+        return X
+
+
+def test_table_sample_metrics_are_on_standardised_columns():
+    """A model three standard deviations off in a unit-scale column is far from its floor, even
+    beside a column a thousand times wider (on raw columns the wide one's noise hides it)."""
+    real = _TableModel().sample(4000, random_state=7)
+    good = M.evaluate(_TableModel(), real, n=1500, timing=False)
+    bad = M.evaluate(_TableModel(shift=3.0), real, n=1500, timing=False)
+    assert good["standardized"] is True
+    assert good["w2"] < 1.5 * good["w2_floor"] + 0.05
+    assert bad["w2"] > 5 * bad["w2_floor"] and bad["w2"] > 2.5

@@ -190,6 +190,9 @@ def test_density_route_guard_and_names():
     assert density_route("auto", np.arange(100.0)[:, None] * np.ones((1, 5)), np.tile(wide_miss[:1], (100, 1)),
                          "repaint", wide="sir") == "repaint"
     assert density_route("sir", Z, miss, "repaint", wide="sir") == "sir"
+    many_cols = np.zeros((3, 64), bool)
+    many_cols[:, 32:] = True  # an image's lower half: the ODE likelihood is too dear per proposal
+    assert density_route("auto", np.zeros((3, 64)), many_cols, "repaint", wide="sir") == "repaint"
 
 
 def test_importance_resampling_from_a_wrong_mixture_reaches_the_exact_conditional():
