@@ -270,17 +270,18 @@ def wide_figures(fam: str, X: np.ndarray, S: np.ndarray, columns: list[str]) -> 
 
     names = list(columns) if len(columns) == X.shape[1] else [f"x{i}" for i in range(X.shape[1])]
     pairs = informative_pairs(X)
+    Sp = S[:len(X)]  # as many samples as data rows, so that neither hides the other by numbers alone
     fig, axes = plt.subplots(1, len(pairs), figsize=(2.6 * len(pairs), 2.6))
     for ax, (i, j) in zip(np.atleast_1d(axes), pairs):
-        ax.scatter(X[:, i], X[:, j], s=2, c="#bbbbbb", lw=0)
-        ax.scatter(S[:, i], S[:, j], s=2, c="#d62728", lw=0, alpha=0.6)
+        ax.scatter(Sp[:, i], Sp[:, j], s=3, c="#d62728", lw=0, alpha=0.6)
+        ax.scatter(X[:, i], X[:, j], s=3, c="#222222", lw=0, alpha=0.6)
         lo = np.percentile(np.concatenate([X[:, [i, j]], S[:, [i, j]]]), [0.5, 99.5], axis=0)
         ax.set_xlim(lo[0, 0], lo[1, 0])
         ax.set_ylim(lo[0, 1], lo[1, 1])
         ax.set_xlabel(names[i][:24], fontsize=7)
         ax.set_ylabel(names[j][:24], fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"{fam}: samples (red) over data (grey), most correlated column pairs", fontsize=9)
+    fig.suptitle(f"{fam}: samples (red) and held-out data (black), most correlated column pairs", fontsize=9)
     fig.tight_layout()
     out = [("column pairs", _png(fig))]
     E = correlation_error(X, S)
