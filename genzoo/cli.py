@@ -338,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     device_help = "torch device: cpu, cuda, cuda:1 or auto (= CUDA when available)"
 
     c = command("compare", "train every family on the same data and write a report")
-    c.add_argument("--data", default="ring", help=f"{data_help}; text: 'names' or a .txt file, one string a line")
+    c.add_argument("--data", default="ring",
+                   help=f"{data_help}; wider exact densities: mixture10, rings6, funnel; scikit-learn's tables "
+                        "(labels included): wine, breast_cancer, diabetes; text: 'names' or a .txt file, one string "
+                        "a line")
     c.add_argument("--families", default="core",
                    help="comma-separated family names, 'core' (5 families + gmm, kde) or 'all'")
     c.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per family")

@@ -76,11 +76,20 @@ class Data:
 
 
 def load_data(spec: str, n_train: int, label: str | None = None) -> Data:
-    """A built-in (``n_train`` rows drawn, 10,000 test rows) or a file (a seeded 80 / 20 split);
-    ``label``: a column of the file taken out as class labels (``--label``)."""
-    if label is not None and spec in gz.datasets.names():
+    """A built-in distribution, 2-D or wider (``n_train`` rows drawn, 10,000 test rows), one of
+    scikit-learn's bundled tables (with its class labels where it has them) or a file (a seeded
+    80 / 20 split for both); ``label``: a column of the file taken out as class labels (``--label``)."""
+    builtin = gz.datasets.names() + gz.datasets.names("wide")
+    if label is not None and (spec in builtin or spec in gz.datasets.names("table")):
         raise ValueError(f"--label names a column of a data file; {spec!r} is a built-in dataset")
-    if spec in gz.datasets.names():
+    if spec in gz.datasets.names("table"):
+        t = gz.datasets.get(spec)
+        if t.n_classes:
+            X, y = t.load(return_labels=True)
+        else:
+            X, y = t.load(), None
+        return _split(spec, np.asarray(X, float), y, list(t.columns), f"table:{spec}")
+    if spec in builtin:
         ds = gz.datasets.get(spec)
         y = None
         if ds.n_classes:
@@ -89,26 +98,31 @@ def load_data(spec: str, n_train: int, label: str | None = None) -> Data:
             X = ds.sample(n_train, random_state=0)
         Xte = ds.sample(10_000, random_state=1)
         return Data(spec, X, Xte, ds, [f"x{i}" for i in range(ds.dim)], f"builtin:{spec}:{n_train}", y)
+    every = builtin + gz.datasets.names("table")
     if not (os.path.splitext(spec)[1] or os.path.sep in spec):
-        raise ValueError(f"unknown dataset {spec!r}{did_you_mean(spec, gz.datasets.names()) or ':'} not a built-in "
-                         f"({', '.join(gz.datasets.names())}) nor a path to a .csv/.npy/.parquet file")
+        raise ValueError(f"unknown dataset {spec!r}{did_you_mean(spec, every) or ':'} not a built-in "
+                         f"({', '.join(every)}) nor a path to a .csv/.npy/.parquet file")
     y = None
     if label is None:
         X, cols = gz.datasets.load_file(spec, return_columns=True)
     else:
         X, cols, y = gz.datasets.load_file(spec, return_columns=True, label=label)
         y = np.asarray(y)
-    if len(X) < 20:
-        raise ValueError(f"{spec} has only {len(X)} rows; compare needs at least 20")
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(len(X))
-    n_test = max(10, len(X) // 5)
     h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
     if y is not None:
         h.update(("label:" + label + ":" + ",".join(map(str, y))).encode())
+    return _split(os.path.basename(spec), X, y, list(cols), f"file:{h.hexdigest()[:16]}")
+
+
+def _split(name: str, X: np.ndarray, y: np.ndarray | None, cols: list[str], fingerprint: str) -> Data:
+    """Rows without a known density: a seeded 80 / 20 train / test split (labels split alike)."""
+    if len(X) < 20:
+        raise ValueError(f"{name} has only {len(X)} rows; compare needs at least 20")
+    perm = np.random.default_rng(0).permutation(len(X))
+    n_test = max(10, len(X) // 5)
     tr, te = perm[n_test:], perm[:n_test]
-    return Data(os.path.basename(spec), X[tr], X[te], None, list(cols), f"file:{h.hexdigest()[:16]}",
-                None if y is None else y[tr], None if y is None else y[te])
+    return Data(name, X[tr], X[te], None, cols, fingerprint, None if y is None else y[tr],
+                None if y is None else y[te])
 
 
 def label_accuracy(X_fit: np.ndarray, y_fit: np.ndarray, X_test: np.ndarray, y_test: np.ndarray) -> float:

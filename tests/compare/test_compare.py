@@ -211,3 +211,20 @@ def test_test_presets_scale_every_declared_budget():
             want = max(min(floor, d[name]), round(d[name] * SMALL_STEPS / d["max_steps"]))
             assert p[name] == want < d[name] or d[name] <= floor, (family, name)
     assert small_params("consistency")["teacher_steps"] == round(3000 * SMALL_STEPS / 6000)  # student : teacher
+
+
+def test_compare_reads_the_wider_built_ins_and_scikit_learns_tables():
+    from genzoo.compare.runner import load_data
+
+    w = load_data("wine", 1000)  # a table: every row, split 80 / 20 with its labels
+    assert w.dist is None and w.X_train.shape[1] == 13 and len(w.X_train) + len(w.X_test) == 178
+    assert len(w.y_train) == len(w.X_train) and set(np.unique(w.y_test)) <= {0, 1, 2}
+    assert "alcohol" in w.columns
+    d = load_data("diabetes", 1000)  # a regression table: no labels
+    assert d.y_train is None and d.y_test is None
+    m = load_data("mixture10", 500)  # a wider exact density: drawn like the 2-D built-ins
+    assert m.dist is not None and m.X_train.shape == (500, 10)
+    with pytest.raises(ValueError, match="--label names a column of a data file"):
+        load_data("wine", 100, label="alcohol")
+    with pytest.raises(ValueError, match="did you mean 'wine'"):
+        load_data("wien", 100)
