@@ -124,7 +124,11 @@ class GMM(_PerClassModel):
 
     def _fit_one(self, Z, seed):
         best, best_bic = None, np.inf
-        cap = max(1, min(int(self.max_components), len(Z) // 5))
+        # at least 2 (d + 1) rows per component: a full covariance fitted to fewer collapses onto a few
+        # rows, and BIC, which scores the training rows, then prefers it (wine, 142 rows x 13: held-out
+        # NLL 177,902 nats)
+        per = 2 * (Z.shape[1] + 1) if self.covariance_type == "full" else 5
+        cap = max(1, min(int(self.max_components), len(Z) // per))
         worse = 0
         for k in range(1, cap + 1):
             g = GaussianMixture(k, covariance_type=self.covariance_type, random_state=seed % 2**32,
