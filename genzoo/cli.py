@@ -159,10 +159,13 @@ def _cmd_list(args) -> int:
         m = gz.make(name)
         caps = ",".join(sorted(m.capabilities))
         print(f"  {name:<17} likelihood={m.likelihood_kind:<8} {caps:<36} {type(m).summary}")
-    print("datasets:")
-    for name in gz.datasets.names():
-        ds = gz.datasets.get(name)
-        print(f"  {name:<17} {getattr(ds, 'description', '')}")
+    groups = [("datasets (2-D, exact densities):", "2d"), ("datasets (wider, exact densities):", "wide"),
+              ("tables (scikit-learn's bundled copies; no known density):", "table")]
+    for title, kind in groups:
+        print(title)
+        for name in gz.datasets.names(kind):
+            ds = gz.datasets.get(name)
+            print(f"  {name:<17} {getattr(ds, 'description', '')}")
     return 0
 
 

@@ -113,6 +113,7 @@ def test_cli_rejects_text_data_and_corrupt_model(tmp_path):
 def test_list_runs():
     r = _run("list")
     assert r.returncode == 0 and "flow" in r.stdout and "ring" in r.stdout
+    assert "mixture10" in r.stdout and "breast_cancer" in r.stdout  # what compare --data also reads
 
 
 def test_compare_from_the_command_line_with_two_workers(tmp_path):
