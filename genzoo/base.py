@@ -663,20 +663,18 @@ class GenerativeModel(BaseEstimator):
                                  lo=self.z_lo_, hi=self.z_hi_,
                                  init=lambda k, s: _to_numpy(self._sample_std(k, None, s)), **opts)
 
-    def _sir_impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, proposals: int | None = None,
-                        pool: int = 20_000) -> np.ndarray:
+    def _sir_impute_std(self, Z: np.ndarray, miss: np.ndarray, seed: int, pool: int = 20_000) -> np.ndarray:
         """Exact-for-the-model imputation beyond a few dimensions for a family whose density is
         expensive (an ODE likelihood): sampling-importance-resampling with proposals from a Gaussian
         mixture fitted to ``pool`` of the model's own samples, conditioned on each distinct row
-        (:func:`genzoo.samplers.conditional.mixture_proposal_impute`); ``proposals`` density
-        evaluations per distinct row (default ``SIR_PROPOSALS``, at least 4 per row to fill). The
+        (:func:`genzoo.samplers.conditional.mixture_proposal_impute`); ``SIR_PROPOSALS`` density
+        evaluations per distinct row (at least 4 per row to fill). The
         smallest effective sample size over the rows is kept in ``last_impute_ess_``."""
-        from genzoo.samplers.conditional import SIR_PROPOSALS, mixture_proposal_impute
+        from genzoo.samplers.conditional import mixture_proposal_impute
 
         rng = np.random.default_rng(seed)
         P = _to_numpy(self._sample_std(int(pool), None, int(rng.integers(2**62))))
-        out, ess = mixture_proposal_impute(lambda z: _to_numpy(self._labelled_log_prob_std(z)), P, Z, miss, rng,
-                                           proposals=int(SIR_PROPOSALS if proposals is None else proposals))
+        out, ess = mixture_proposal_impute(lambda z: _to_numpy(self._labelled_log_prob_std(z)), P, Z, miss, rng)
         self.last_impute_ess_ = ess
         if ess < 50:
             import warnings

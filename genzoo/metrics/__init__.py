@@ -20,7 +20,9 @@ from .modes import mode_metrics, on_support
 from .sample import (
     column_distances,
     column_metrics,
+    column_units,
     correlation_error,
+    correlation_matrix,
     frechet_distance,
     median_bandwidth,
     mmd,
@@ -30,7 +32,7 @@ from .stability import divergence, stability, trajectory
 
 __all__ = [
     "frechet_distance", "wasserstein", "mmd", "median_bandwidth",
-    "column_distances", "correlation_error", "column_metrics",
+    "column_units", "column_distances", "correlation_matrix", "correlation_error", "column_metrics",
     "precision_recall", "density_coverage", "manifold_metrics",
     "mode_metrics", "on_support",
     "nll", "nll_gap",

@@ -14,7 +14,7 @@ from .labels import inception_score
 from .likelihood import nll, nll_gap
 from .manifold import manifold_metrics
 from .modes import mode_metrics, on_support, support_threshold
-from .sample import frechet_distance, mmd, wasserstein
+from .sample import column_units, frechet_distance, mmd, wasserstein
 
 # value / floor is reported for these: distances with a positive finite-n floor and
 # scores whose floor is what a perfect model gets. Not for mmd/kid/reverse_kl, whose
@@ -170,8 +170,7 @@ def evaluate(
     if not finite.all():
         rec["nonfinite_share"] = float(1 - finite.mean())
     if dist is None:  # a table: every column on the same footing (the real points' spread)
-        unit = X.std(0)
-        unit = np.where(unit > 0, unit, 1.0)
+        unit = column_units(X)
         X, Y = X / unit, Y / unit
         X_alt = X_alt / unit if X_alt is not None else None
         rec["standardized"] = True

@@ -231,27 +231,36 @@ def mmd(
     raise ValueError(f"kernel must be 'rbf' or 'poly', got {kernel!r}")
 
 
+def column_units(X: Any) -> np.ndarray:
+    """Each column's standard deviation, 1 for a constant column: the unit that puts every column
+    of a table on the same footing."""
+    sd = np.asarray(X, dtype=np.float64).std(0)
+    return np.where(sd > 0, sd, 1.0)
+
+
 def column_distances(X: Any, Y: Any) -> np.ndarray:
     """Per column, the 1-D Wasserstein-1 distance between real ``X`` and model ``Y`` in units of
     the real column's standard deviation (a constant column: its raw distance)."""
     from scipy.stats import wasserstein_distance
 
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
-    unit = X.std(0)
-    unit = np.where(unit > 0, unit, 1.0)
+    unit = column_units(X)
     return np.array([wasserstein_distance(X[:, j], Y[:, j]) / unit[j] for j in range(X.shape[1])])
+
+
+def correlation_matrix(A: Any) -> np.ndarray:
+    """Pearson correlations of the columns of ``A``; a constant column is uncorrelated with every
+    other (and 0 with itself), where ``np.corrcoef`` gives NaN."""
+    A = np.asarray(A, dtype=np.float64)
+    A = A - A.mean(0)
+    s = np.sqrt((A * A).sum(0))
+    A = A / np.where(s > 0, s, 1.0)
+    return A.T @ A
 
 
 def correlation_error(X: Any, Y: Any) -> np.ndarray:
     """``|corr(Y) - corr(X)|`` per pair of columns (constant columns count as uncorrelated)."""
-    def corr(A: np.ndarray) -> np.ndarray:
-        A = np.asarray(A, dtype=np.float64)
-        A = A - A.mean(0)
-        s = np.sqrt((A * A).sum(0))
-        A = A / np.where(s > 0, s, 1.0)
-        return A.T @ A
-
-    return np.abs(corr(Y) - corr(X))
+    return np.abs(correlation_matrix(Y) - correlation_matrix(X))
 
 
 def column_metrics(X: Any, Y: Any) -> dict[str, float]:

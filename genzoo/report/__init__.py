@@ -249,9 +249,9 @@ def _load_npz(out: str, rec: dict | None, name: str):
 
 def informative_pairs(X: np.ndarray, k: int = 3) -> list[tuple[int, int]]:
     """The ``k`` column pairs of the data with the largest absolute correlation (ties: first pairs)."""
-    from genzoo.metrics import correlation_error
+    from genzoo.metrics import correlation_matrix
 
-    C = correlation_error(X, np.zeros_like(X))  # |corr(X) - 0|: the data's absolute correlations
+    C = np.abs(correlation_matrix(X))
     d = C.shape[0]
     pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
     pairs.sort(key=lambda p: -C[p])

@@ -59,8 +59,7 @@ def density_route(method: str | None, Z: np.ndarray, miss: np.ndarray, approxima
     the rows ask for at most ``DENSITY_ROUTE_MAX_ROWS`` distinct conditionals (the cost guard);
     ``wide`` (e.g. 'sir', an exact-for-the-model route whose cost does not grow with the number of
     missing coordinates) for wider data, up to ``SIR_MAX_DIM`` columns, with as few distinct rows;
-    else ``approximate``. Raises ValueError for any
-    other name.
+    else ``approximate``. Raises ValueError for any other name.
     """
     method = "auto" if method is None else method
     names = ("auto", "grid", approximate) + ((wide,) if wide else ())
@@ -282,8 +281,7 @@ def gaussian_mixture_conditional(weights: np.ndarray, means: np.ndarray, covs: n
     coordinate's noise (:func:`stratified_uniforms`). Returns the filled copy.
     """
     X = np.array(X, dtype=np.float64)
-    K, d = means.shape
-    logw = np.log(np.maximum(np.asarray(weights, dtype=np.float64), 1e-300))
+    K = len(means)
     group = _group_rows(X, miss)
     patterns, which = np.unique(miss, axis=0, return_inverse=True)
     for p, m_ in enumerate(patterns):
@@ -291,27 +289,8 @@ def gaussian_mixture_conditional(weights: np.ndarray, means: np.ndarray, covs: n
         o = ~m_
         if not m_.any():
             continue
-        xo = X[np.ix_(rows, np.flatnonzero(o))]  # (r, |o|)
-        cond_mean, cond_chol = np.empty((K, len(rows), int(m_.sum()))), []
-        logpost = np.tile(logw, (len(rows), 1))  # (r, K)
-        for k in range(K):
-            S = covs[k]
-            Soo, Smo, Smm = S[np.ix_(o, o)], S[np.ix_(m_, o)], S[np.ix_(m_, m_)]
-            if o.any():
-                L = np.linalg.cholesky(Soo)
-                diff = xo - means[k, o]
-                sol = np.linalg.solve(L, diff.T)  # (|o|, r): L^-1 (x_o - mu_o)
-                logpost[:, k] += (-0.5 * (sol**2).sum(0) - np.log(np.diag(L)).sum()
-                                  - 0.5 * o.sum() * np.log(2 * np.pi))
-                A = np.linalg.solve(L.T, np.linalg.solve(L, Smo.T)).T  # S_mo S_oo^-1, (|m|, |o|)
-                cond_mean[k] = means[k, m_] + diff @ A.T
-                C = Smm - A @ Smo.T
-            else:
-                cond_mean[k] = means[k, m_]
-                C = Smm
-            cond_chol.append(np.linalg.cholesky(0.5 * (C + C.T) + 1e-12 * np.eye(len(C))))
-        post = np.exp(logpost - logpost.max(1, keepdims=True))
-        post /= post.sum(1, keepdims=True)
+        post, cond_mean, cond_cov = conditional_mixture(weights, means, covs, X[np.ix_(rows, np.flatnonzero(o))], m_)
+        cond_chol = np.linalg.cholesky(cond_cov + 1e-12 * np.eye(cond_cov.shape[1]))
         u = stratified_uniforms(group[rows], rng, stratify)
         comp = (post.cumsum(1) < u[:, None]).sum(1).clip(0, K - 1)
         eps = _normal_draws(group[rows], int(m_.sum()), rng, stratify)
@@ -392,26 +371,32 @@ def effective_sample_size(log_w: np.ndarray) -> float:
 
 def conditional_mixture(weights: np.ndarray, means: np.ndarray, covs: np.ndarray, xo: np.ndarray,
                         miss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Gaussian mixture ``p(x_m | x_o)`` of a full-covariance mixture, for one observed row.
-
-    Returns (posterior component weights (K,), conditional means (K, |m|), covariances (K, |m|, |m|)).
-    """
+    """The Gaussian mixture ``p(x_m | x_o)`` of a full-covariance mixture, for rows ``xo`` (r, |o|)
+    observed where ``miss`` (d,) is False: the component posterior ``w_k N(x_o; mu_k,o, S_k,oo)``
+    (r, K), the conditional means ``mu_m + S_mo S_oo^-1 (x_o - mu_o)`` (K, r, |m|) and covariances
+    ``S_mm - S_mo S_oo^-1 S_om`` (K, |m|, |m|). Nothing observed: the mixture itself."""
     o = ~miss
-    K = len(weights)
-    logw = np.log(np.maximum(np.asarray(weights, dtype=np.float64), 1e-300))
-    cm, cc = np.empty((K, int(miss.sum()))), np.empty((K, int(miss.sum()), int(miss.sum())))
+    xo = np.asarray(xo, dtype=np.float64).reshape(-1, int(o.sum()))
+    K, r, nm = len(weights), len(xo), int(miss.sum())
+    logpost = np.tile(np.log(np.maximum(np.asarray(weights, dtype=np.float64), 1e-300)), (r, 1))
+    cm, cc = np.empty((K, r, nm)), np.empty((K, nm, nm))
     for k in range(K):
         S = covs[k]
         Soo, Smo, Smm = S[np.ix_(o, o)], S[np.ix_(miss, o)], S[np.ix_(miss, miss)]
-        L = np.linalg.cholesky(Soo)
-        sol = np.linalg.solve(L, xo - means[k, o])
-        logw[k] += -0.5 * sol @ sol - np.log(np.diag(L)).sum() - 0.5 * o.sum() * np.log(2 * np.pi)
-        A = np.linalg.solve(Soo, Smo.T).T  # S_mo S_oo^-1
-        cm[k] = means[k, miss] + A @ (xo - means[k, o])
-        C = Smm - A @ Smo.T
+        if o.any():
+            L = np.linalg.cholesky(Soo)
+            diff = xo - means[k, o]
+            sol = np.linalg.solve(L, diff.T)  # (|o|, r): L^-1 (x_o - mu_o)
+            logpost[:, k] += -0.5 * (sol**2).sum(0) - np.log(np.diag(L)).sum() - 0.5 * o.sum() * np.log(2 * np.pi)
+            A = np.linalg.solve(L.T, np.linalg.solve(L, Smo.T)).T  # S_mo S_oo^-1, (|m|, |o|)
+            cm[k] = means[k, miss] + diff @ A.T
+            C = Smm - A @ Smo.T
+        else:
+            cm[k] = means[k, miss]
+            C = Smm
         cc[k] = 0.5 * (C + C.T)
-    post = np.exp(logw - logw.max())
-    return post / post.sum(), cm, cc
+    post = np.exp(logpost - logpost.max(1, keepdims=True))
+    return post / post.sum(1, keepdims=True), cm, cc
 
 
 def mixture_proposal_impute(log_prob: LogProbFn, pool: np.ndarray, X: np.ndarray, miss: np.ndarray,
@@ -426,8 +411,8 @@ def mixture_proposal_impute(log_prob: LogProbFn, pool: np.ndarray, X: np.ndarray
     density over the proposal's, ``log_prob(row) - log q``, and the r rows are resampled
     (:func:`importance_resample`). Exact for the model as the proposals grow (sampling-importance-
     resampling); its cost is one density evaluation per proposal, whatever the width. Rows with
-    every entry observed are left alone. Returns (the filled copy, the smallest effective sample
-    size over the distinct rows, the measure of how well the proposal fitted).
+    every entry observed are left alone. Returns the filled copy and the smallest effective sample
+    size over the distinct rows (how well the proposal fitted the model's conditional).
     """
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
@@ -443,11 +428,8 @@ def mixture_proposal_impute(log_prob: LogProbFn, pool: np.ndarray, X: np.ndarray
         m_ = miss[i]
         if not m_.any():
             continue
-        if m_.all():  # nothing observed: the model's own sample is an exact draw; weights as below
-            post, cm, cc = gm.weights_, gm.means_, gm.covariances_
-        else:
-            post, cm, cc = conditional_mixture(gm.weights_, gm.means_, gm.covariances_, X[i, ~m_], m_)
-        cc = cc * float(widen) ** 2
+        post, cm, cc = conditional_mixture(gm.weights_, gm.means_, gm.covariances_, X[i, ~m_], m_)
+        post, cm, cc = post[0], cm[:, 0], cc * float(widen) ** 2
         P = max(int(proposals), 4 * len(rows))
         comp = rng.choice(len(post), size=P, p=post)
         chol = np.linalg.cholesky(cc + 1e-12 * np.eye(cc.shape[1]))
