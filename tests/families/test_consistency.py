@@ -100,6 +100,22 @@ def test_student_saves_and_loads_without_its_teacher(taught, tmp_path):
     assert back.teacher is None and (m.teacher is None) == (fam is None)
 
 
+def test_sampler_levels_are_chosen_on_the_teachers_samples(taught, tmp_path):
+    """sample_times=None: the levels are chosen at fit, increasing from pure noise, kept in the
+    checkpoint and used by every step count; given times override them."""
+    fam, m = taught
+    ks = m.sample_levels_
+    assert ks[0] == 0 and ks == sorted(set(ks)) and len(ks) == min(4, len(m.levels_) - 1)
+    assert ks[-1] < len(m.levels_) - 1
+    assert m._times(2) == ks[:2] and m._times(4) == ks
+    m.save(tmp_path / "m.genzoo")
+    assert gz.load(tmp_path / "m.genzoo").sample_levels_ == ks
+    ring = gz.datasets.get("ring").sample(300, random_state=0)
+    given = _small(max_steps=5, teacher_steps=5, sample_times=(0.0, 0.5)).fit(ring)
+    assert given.sample_levels_ is None
+    assert given._times(2) == [0, int(np.argmin(np.abs(given.levels_.numpy() - 0.5)))]
+
+
 def test_conditional_student_of_a_labelled_teacher(g8_small):
     """A labelled score teacher (its ODE is built from its score): class-conditional samples land on
     their class; the pool's null-label share gives the student an unconditional map for imputation."""
