@@ -58,7 +58,7 @@ from torch import nn
 from genzoo.base import TorchGenerativeModel, torch_seed
 from genzoo.families._wide import scaled_width
 from genzoo.nn import MLP, ConditionedMLP, LabelEmbedding
-from genzoo.nn.mlp import fourier_std
+from genzoo.nn.mlp import fourier_std, in_chunks
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Interval
 from genzoo.registry import register
 from genzoo.training import EMA
@@ -383,7 +383,7 @@ class GAN(TorchGenerativeModel):
         with torch_seed(seed, dev):
             if not use:
                 self.last_nfe_ = 1
-                return G(torch.randn(n, net.latent_dim, device=dev), y=yy)
+                return in_chunks(lambda u, c: G(u, y=c), torch.randn(n, net.latent_dim, device=dev), yy)
             out = torch.empty(n, int(self.n_features_in_), device=dev)
             todo = torch.arange(n, device=dev)
             accept = max(float(self.rejection_accept_), 1e-3)
@@ -393,8 +393,8 @@ class GAN(TorchGenerativeModel):
                 m = min(64 * r, math.ceil(r * min(1.5, 1 + (3 * math.sqrt(r) + 4) / r) / accept))
                 rows = todo[torch.arange(m, device=dev) % r]                     # (m,) whose label each carries
                 yr = None if yy is None else yy[rows]
-                x = G(torch.randn(m, net.latent_dim, device=dev), y=yr)          # (m, D)
-                keep = torch.rand(m, device=dev) < torch.exp(net.critic(x, yr) - ceiling)
+                x = in_chunks(lambda u, c: G(u, y=c), torch.randn(m, net.latent_dim, device=dev), yr)  # (m, D)
+                keep = torch.rand(m, device=dev) < torch.exp(in_chunks(net.critic, x, yr) - ceiling)
                 proposals += m
                 if round_ == 39:  # the last round: rows still empty keep their unfiltered proposal
                     keep[:r] = True
