@@ -89,6 +89,7 @@ from torch import nn
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
 from genzoo.errors import UnsupportedError
 from genzoo.families._wide import scaled_width
+from genzoo.nn.mlp import in_chunks
 from genzoo.nn.velocity import VelocityModel, velocity_net
 from genzoo.objectives.couplings import ot_pairing
 from genzoo.objectives.guidance import guided_velocity
@@ -611,9 +612,10 @@ class Consistency(TorchGenerativeModel):
         return [int(np.argmin(np.abs(self.levels_.numpy() - w))) for w in want]
 
     def _map(self, x: torch.Tensor, k: int, y: torch.Tensor | None) -> torch.Tensor:
-        s = self.levels_[k].to(x.device).expand(x.shape[0])
+        level = self.levels_[k].to(x.device)
         net = lambda xx, t, yy: self.module_(xx, t, yy, ema=True)  # noqa: E731
-        return self._consistency_fn(net, x, s, y)
+        # in pieces of rows: 100,000 samples at once keep their activations in cache
+        return in_chunks(lambda xx, yy: self._consistency_fn(net, xx, level.expand(xx.shape[0]), yy), x, y)
 
     def _nfe_options(self, nfe: int, labelled: bool, opts: dict) -> dict:
         """``nfe`` steps of the multistep sampler: one network call each."""
