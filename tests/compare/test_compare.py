@@ -193,9 +193,9 @@ def test_quick_preset_shrinks_the_consistency_teacher():
     """The quick preset used to train consistency's full 3,000-step teacher while reporting 240 steps."""
     from genzoo.compare.runner import PRESETS, budget_note, family_params
 
-    p = family_params("consistency", PRESETS["quick"], seed=0)  # 8% of 6,000 student and 3,000 teacher steps
-    assert p["max_steps"] == 480 and p["teacher_steps"] == 240 and p["pool_size"] == 1600
-    assert "consistency: 480 steps x batch 256, teacher steps 240, pool size 1600" in budget_note(
+    p = family_params("consistency", PRESETS["quick"], seed=0)  # 8% of 10,000 student and 6,000 teacher steps
+    assert p["max_steps"] == 800 and p["teacher_steps"] == 480 and p["pool_size"] == 1600
+    assert "consistency: 800 steps x batch 256, teacher steps 480, pool size 1600" in budget_note(
         ["consistency"], PRESETS["quick"])
 
 
@@ -210,7 +210,7 @@ def test_test_presets_scale_every_declared_budget():
         for name, floor in type(model).budget_params.items():
             want = max(min(floor, d[name]), round(d[name] * SMALL_STEPS / d["max_steps"]))
             assert p[name] == want < d[name] or d[name] <= floor, (family, name)
-    assert small_params("consistency")["teacher_steps"] == round(3000 * SMALL_STEPS / 6000)  # student : teacher
+    assert small_params("consistency")["teacher_steps"] == round(6000 * SMALL_STEPS / 10000)  # student : teacher
 
 
 def test_compare_reads_the_wider_built_ins_and_scikit_learns_tables():
