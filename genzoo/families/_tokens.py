@@ -73,14 +73,14 @@ TOKEN_DOC = """    codebook_size : int, default=256
         Learning rate of the tokenizer.
     commitment : float, default=0.25
         Weight beta of the commitment loss ``||z_e - sg(z_q)||^2``.
-    d_model : int, default=64
+    d_model : int, default={d_model}
         Channels of the prior transformer.
-    n_layers : int, default=3
+    n_layers : int, default={n_layers}
         Blocks of the prior transformer.
     n_heads : int, default=4
         Attention heads.
-    dropout : float, default=0.1
-        Residual dropout of the prior.
+    dropout : float, default={dropout}
+        Residual dropout of the prior.{prior_note}
     label_dropout : float, default=0.1
         Share of training labels replaced by the null label (classifier-free guidance).
     guidance : float, default=1.0

@@ -48,6 +48,19 @@ class VQAutoregressive(TokenImageFamily):
     _parameter_constraints = TOKEN_PARAMS
     causal: ClassVar[bool] = True
 
+    def __init__(self, *, codebook_size: int = 256, code_dim: int = 8, patch: int = 2, tokenizer_hidden: int = 32,
+                 tokenizer_steps: int = 1500, tokenizer_lr: float = 2e-3, commitment: float = 0.25,
+                 d_model: int = 128, n_layers: int = 4, n_heads: int = 4, dropout: float = 0.0,
+                 label_dropout: float = 0.1, guidance: float = 1.0, temperature: float = 1.0,
+                 impute_candidates: int = 16, weight_decay: float = 0.01, max_steps: int = 2000,
+                 batch_size: int = 64, lr: float = 2e-3, random_state=None, device: str = "auto", verbose: int = 0):
+        super().__init__(codebook_size=codebook_size, code_dim=code_dim, patch=patch, tokenizer_hidden=tokenizer_hidden,
+                         tokenizer_steps=tokenizer_steps, tokenizer_lr=tokenizer_lr, commitment=commitment,
+                         d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout,
+                         label_dropout=label_dropout, guidance=guidance, temperature=temperature,
+                         impute_candidates=impute_candidates, weight_decay=weight_decay, max_steps=max_steps,
+                         batch_size=batch_size, lr=lr, random_state=random_state, device=device, verbose=verbose)
+
     def _prior_loss(self, seqs: torch.Tensor, lab_tok: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         inp = torch.cat([lab_tok[:, None], seqs[:, :-1]], 1)
         logits = self.module_.prior(inp)  # (B, T, K): position i predicts t_i
@@ -86,7 +99,13 @@ class VQAutoregressive(TokenImageFamily):
         lp = F.log_softmax(logits, -1).gather(2, ids[:, :, None]).squeeze(2)  # (B, T)
         return (lp * known).sum(1)
 
-VQAutoregressive.__doc__ = VQAutoregressive.__doc__.replace("{token_doc}", TOKEN_DOC)
+VQAutoregressive.__doc__ = VQAutoregressive.__doc__.replace("{token_doc}", TOKEN_DOC.format_map(
+    {"d_model": 128, "n_layers": 4, "dropout": 0.0, "shared_parameters": "{shared_parameters}",
+     "prior_note": """
+        (The causal prior is larger than vq_masked's and has no dropout: on digits, class accuracy
+        of conditional samples at guidance 1 was 0.87 with 64 channels x 3 blocks and dropout 0.1,
+        0.95 / 0.94 (seeds 0 / 1) with 128 x 4, 0.89 with 128 x 4 and dropout 0.2, and
+        0.97 / 0.96 with 128 x 4 and no dropout; benchmarks/RESULTS.md.)"""}))
 from genzoo.registry import fill_shared_parameters  # noqa: E402
 
 VQAutoregressive.__doc__ = fill_shared_parameters(VQAutoregressive)

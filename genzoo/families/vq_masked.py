@@ -146,5 +146,6 @@ class VQMasked(TokenImageFamily):
         return {**opts, "decode_steps": opts.get("decode_steps", max(1, min(int(self.decode_steps), nfe)))}
 
 
-VQMasked.__doc__ = VQMasked.__doc__.replace("{token_doc}", TOKEN_DOC)
+VQMasked.__doc__ = VQMasked.__doc__.replace("{token_doc}", TOKEN_DOC.format_map(
+    {"d_model": 64, "n_layers": 3, "dropout": 0.1, "prior_note": "", "shared_parameters": "{shared_parameters}"}))
 VQMasked.__doc__ = fill_shared_parameters(VQMasked)

@@ -247,7 +247,7 @@ def _tiny_images(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
 
 def test_images_get_an_exact_probability_mass_from_the_pixelcnn(tmp_path):
     X, y = _tiny_images()
-    m = gz.make("autoregressive", max_steps=150, random_state=0).fit(X, y)
+    m = gz.make("autoregressive", image_steps=150, random_state=0).fit(X, y)
     assert m.likelihood_kind == "exact" and type(m.module_.made).__name__ == "PixelCNN"
     every = np.array(np.meshgrid(*[range(3)] * 4, indexing="ij")).reshape(4, -1).T.reshape(-1, 2, 2)
     for lab in (None, 0, 2):  # the marginal and each conditional sum to one over all 81 images
@@ -263,6 +263,15 @@ def test_images_get_an_exact_probability_mass_from_the_pixelcnn(tmp_path):
     m.save(tmp_path / "ar.genzoo")
     back = gz.load(tmp_path / "ar.genzoo")
     np.testing.assert_allclose(back.score_samples(every), m.score_samples(every), rtol=1e-6)
+
+
+def test_images_train_for_image_steps_with_a_deeper_pixelcnn():
+    X, y = _tiny_images(200)
+    m = gz.make("autoregressive", image_steps=7, max_steps=500, random_state=0).fit(X, y)
+    assert m.phases_[0]["max_steps"] == 7 and m.phases_[0]["n_steps"] == 7  # not max_steps
+    assert len(m.module_.made.v_blocks) == 6  # layers=None: 6 blocks for the PixelCNN
+    rows = gz.make("autoregressive", max_steps=7, image_steps=500, random_state=0).fit(X.reshape(200, 4) + 0.5)
+    assert rows.phases_[0]["max_steps"] == 7 and len(rows.module_.made.blocks) == 2  # rows: MADE, 3 layers
 
 
 def test_nominal_categories_get_a_softmax_and_made_stays_for_rows():
