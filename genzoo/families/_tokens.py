@@ -95,6 +95,12 @@ TOKEN_DOC = """    codebook_size : int, default=256
     {shared_parameters}"""
 
 
+def token_doc(d_model: int, n_layers: int, dropout: float, prior_note: str = "") -> str:
+    """``TOKEN_DOC`` with one family's prior defaults (and an optional note under ``dropout``)."""
+    return (TOKEN_DOC.replace("{d_model}", str(d_model)).replace("{n_layers}", str(n_layers))
+            .replace("{dropout}", str(dropout)).replace("{prior_note}", prior_note))
+
+
 class TokenImageFamily(ImageFamily):
     """Base of the two token families (see the module docstring)."""
 
@@ -275,4 +281,4 @@ def sample_logp(logp: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.distributions.Categorical(logits=logp / temperature).sample()
 
 
-__all__ = ["TokenImageFamily", "TokenModel", "TOKEN_PARAMS", "TOKEN_DOC", "sample_logp", "F"]
+__all__ = ["TokenImageFamily", "TokenModel", "TOKEN_PARAMS", "TOKEN_DOC", "token_doc", "sample_logp", "F"]

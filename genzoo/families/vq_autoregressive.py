@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genzoo.families._tokens import TOKEN_DOC, TOKEN_PARAMS, TokenImageFamily, sample_logp
+from genzoo.families._tokens import TOKEN_PARAMS, TokenImageFamily, sample_logp, token_doc
 from genzoo.registry import register
 
 
@@ -99,13 +99,12 @@ class VQAutoregressive(TokenImageFamily):
         lp = F.log_softmax(logits, -1).gather(2, ids[:, :, None]).squeeze(2)  # (B, T)
         return (lp * known).sum(1)
 
-VQAutoregressive.__doc__ = VQAutoregressive.__doc__.replace("{token_doc}", TOKEN_DOC.format_map(
-    {"d_model": 128, "n_layers": 4, "dropout": 0.0, "shared_parameters": "{shared_parameters}",
-     "prior_note": """
+VQAutoregressive.__doc__ = VQAutoregressive.__doc__.replace("{token_doc}", token_doc(
+    d_model=128, n_layers=4, dropout=0.0, prior_note="""
         (The causal prior is larger than vq_masked's and has no dropout: on digits, class accuracy
         of conditional samples at guidance 1 was 0.87 with 64 channels x 3 blocks and dropout 0.1,
         0.95 / 0.94 (seeds 0 / 1) with 128 x 4, 0.89 with 128 x 4 and dropout 0.2, and
-        0.97 / 0.96 with 128 x 4 and no dropout; benchmarks/RESULTS.md.)"""}))
+        0.97 / 0.96 with 128 x 4 and no dropout; benchmarks/RESULTS.md.)"""))
 from genzoo.registry import fill_shared_parameters  # noqa: E402
 
 VQAutoregressive.__doc__ = fill_shared_parameters(VQAutoregressive)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genzoo.families._tokens import TOKEN_DOC, TOKEN_PARAMS, TokenImageFamily, sample_logp
+from genzoo.families._tokens import TOKEN_PARAMS, TokenImageFamily, sample_logp, token_doc
 from genzoo.params import NON_NEGATIVE, POSITIVE_INT
 from genzoo.registry import fill_shared_parameters, register
 
@@ -146,6 +146,5 @@ class VQMasked(TokenImageFamily):
         return {**opts, "decode_steps": opts.get("decode_steps", max(1, min(int(self.decode_steps), nfe)))}
 
 
-VQMasked.__doc__ = VQMasked.__doc__.replace("{token_doc}", TOKEN_DOC.format_map(
-    {"d_model": 64, "n_layers": 3, "dropout": 0.1, "prior_note": "", "shared_parameters": "{shared_parameters}"}))
+VQMasked.__doc__ = VQMasked.__doc__.replace("{token_doc}", token_doc(d_model=64, n_layers=3, dropout=0.1))
 VQMasked.__doc__ = fill_shared_parameters(VQMasked)
