@@ -174,11 +174,13 @@ def _training_lines(model) -> list[str]:
     phases = getattr(model, "phases_", None)
     if not phases:
         return ["  closed-form fit (no training steps)"]
-    held_out = bool(getattr(model, "validation_fraction", 0) or 0)
-    what = "validation loss" if held_out else "training loss (no validation split)"
     restores = bool(getattr(model, "early_stopping", False))  # the loop keeps the best checked weights
     lines = []
     for ph in phases:
+        # the phase's own record (a family may hold out rows in one phase and not in another); older
+        # records lack it: then the model's setting
+        held_out = bool(ph.get("held_out", getattr(model, "validation_fraction", 0) or 0))
+        what = "validation loss" if held_out else "training loss (no validation split)"
         n, total = ph.get("n_steps", 0), ph.get("max_steps") or ph.get("n_steps", 0)
         if ph.get("early_stopped"):
             stop = "early stopping fired"

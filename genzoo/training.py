@@ -205,12 +205,14 @@ class PhaseRecord:
     diverged: bool
     early_stopped: bool = False
     max_steps: int = 0
+    held_out: int = 0  # rows held out for validation (0: the losses recorded are training losses)
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "train_loss": [],
                                                               "val_step": [], "val_loss": []})
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "n_steps": self.n_steps, "best_val_loss": self.best_val_loss,
                 "diverged": self.diverged, "early_stopped": self.early_stopped, "max_steps": self.max_steps,
+                "held_out": self.held_out,
                 "final_val_loss": self.history["val_loss"][-1] if self.history["val_loss"] else None}
 
 
@@ -242,7 +244,7 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
     yv = None if (y is None or not n_val) else torch.as_tensor(y[va][:cap], device=dev)
     max_steps = int(phase.max_steps)
     bs = min(int(phase.batch_size), len(zt))
-    rec = PhaseRecord(phase.name, 0, math.inf, False, max_steps=max_steps)
+    rec = PhaseRecord(phase.name, 0, math.inf, False, max_steps=max_steps, held_out=n_val)
     hist = rec.history
     with torch_seed(seed, dev):
         if phase.setup is not None:

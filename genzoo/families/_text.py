@@ -216,7 +216,8 @@ class TextFamily:
         if len(rows) < 8:  # a handful of strings: about one per row, so that some can be held out
             row_len = spec.max_len + 1
             rows = pack(ids, starts, row_len, targets=self._text_targets)
-        vf = min(float(self.validation_fraction or 0.0), MAX_VAL_STRINGS / len(words))
+        vf = 0.1 if self.validation_fraction is None else float(self.validation_fraction)  # None: the default
+        vf = min(vf, MAX_VAL_STRINGS / len(words))
         per_step = max(1, int(self.text_batch) // row_len)
         self._progress = progress  # read by _default_phase
         try:

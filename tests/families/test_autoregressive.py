@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import genzoo as gz
-from genzoo.families.autoregressive import COMPONENTS, MixtureHead
+from genzoo.families.autoregressive import COMPONENTS, MixtureHead, mixture_conditionals
 from genzoo.nn.made import MADE
 
 CENTERS8 = np.array([[math.cos(2 * math.pi * i / 8), math.sin(2 * math.pi * i / 8)] for i in range(8)])
@@ -248,9 +248,9 @@ def _tiny_images(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
 def test_images_get_an_exact_probability_mass_from_the_pixelcnn(tmp_path):
     X, y = _tiny_images()
     m = gz.make("autoregressive", image_steps=150, random_state=0).fit(X, y)
-    assert m.likelihood_kind == "exact" and type(m.module_.made).__name__ == "PixelCNN"
+    assert m.likelihood_kind == "exact" and [type(n).__name__ for n in m.module_.nets] == ["PixelCNN"] * 2
     every = np.array(np.meshgrid(*[range(3)] * 4, indexing="ij")).reshape(4, -1).T.reshape(-1, 2, 2)
-    for lab in (None, 0, 2):  # the marginal and each conditional sum to one over all 81 images
+    for lab in (None, 0, 2):  # the mixture's marginal and each conditional sum to one over all 81 images
         assert abs(np.exp(m.score_samples(every, y=lab if lab is None else np.full(81, lab))).sum() - 1) < 1e-4
     S = m.sample(300, y=2, random_state=1)
     assert S.shape == (300, 2, 2) and S.min() >= 0 and S.max() <= 2
@@ -269,9 +269,40 @@ def test_images_train_for_image_steps_with_a_deeper_pixelcnn():
     X, y = _tiny_images(200)
     m = gz.make("autoregressive", image_steps=7, max_steps=500, random_state=0).fit(X, y)
     assert m.phases_[0]["max_steps"] == 7 and m.phases_[0]["n_steps"] == 7  # not max_steps
-    assert len(m.module_.made.v_blocks) == 6  # layers=None: 6 blocks for the PixelCNN
+    assert [len(n.v_blocks) for n in m.module_.nets] == [6, 6]  # None: a mixture of two 6-block PixelCNNs
+    phase = m._default_phase()
+    assert phase.batch_size == 256 and phase.validation_fraction == 0  # 128 rows per member, no held-out split
     rows = gz.make("autoregressive", max_steps=7, image_steps=500, random_state=0).fit(X.reshape(200, 4) + 0.5)
     assert rows.phases_[0]["max_steps"] == 7 and len(rows.module_.made.blocks) == 2  # rows: MADE, 3 layers
+    assert rows.module_.members is None  # and one network
+
+
+def test_mixture_conditionals_telescope_to_the_mixture_likelihood():
+    lp = -torch.rand(3, 5, 7) * 4  # (members, rows, coordinates)
+    np.testing.assert_allclose(mixture_conditionals(lp).sum(-1),
+                               torch.logsumexp(lp.sum(-1), 0) - np.log(3), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mixture_conditionals(lp[:1]), lp[0], atol=1e-6)  # one member: its own
+
+
+def test_a_mixture_of_members_imputes_a_suffix_from_its_exact_conditional():
+    """The members are weighted by their posterior given the observed prefix, not by their prior:
+    draws of the last pixel match the conditional enumerated from the mixture's own density. (One
+    member's weights are scrambled, so that the members disagree and the weighting matters.)"""
+    X, y = _tiny_images()
+    m = gz.make("autoregressive", image_steps=100, members=2, random_state=0).fit(X, y)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.module_.members[1].parameters():
+            p.add_(torch.randn_like(p))
+    row = X[y == 1][0].astype(float)
+    every = np.repeat(row[None], 3, 0)
+    every[:, 1, 1] = [0, 1, 2]
+    exact = np.exp(m.score_samples(every))
+    exact /= exact.sum()
+    Q = np.repeat(row[None], 2000, 0)
+    Q[:, 1, 1] = np.nan
+    drawn = np.bincount(m.impute(Q, random_state=0)[:, 1, 1].astype(int), minlength=3) / 2000
+    np.testing.assert_allclose(drawn, exact, atol=0.04)  # 3.5 standard errors
 
 
 def test_nominal_categories_get_a_softmax_and_made_stays_for_rows():

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def _tiny(family: str) -> dict:
     p = small_params(family)
-    if "max_steps" in p:  # a few dozen steps: properties, not quality
-        p["max_steps"] = min(p["max_steps"], 60)
+    for key, cap in (("max_steps", 60), ("teacher_steps", 60), ("reflow_steps", 60),  # properties, not quality
+                     ("pool_size", 256), ("reflow_pairs", 256)):
+        if key in p:
+            p[key] = min(p[key], cap)
     return p
 
 
