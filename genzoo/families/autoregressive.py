@@ -542,7 +542,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             return -self._member_log_probs(z, y).sum(-1).mean()
         # a mixture's members each fit the data on their own (an ensemble; trained on the mixture's
         # likelihood they would split the data between them), each on its own share of the batch, so
-        # that they see the data in different orders
+        # that they see the data in different orders; the loss reported is the members' sum
         loss = 0.0
         for net, idx in zip(members, torch.arange(len(z), device=z.device).chunk(len(members))):
             zm, ym = z[idx], None if y is None else y[idx]
