@@ -536,16 +536,14 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         return self._head.sample(raw[..., :self._head.n_params])
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        # maximum likelihood: minus the mean of sum_i log p(z_i | z_<i, y)
-        members = self.module_.members
-        if members is None:
-            return -self._member_log_probs(z, y).sum(-1).mean()
-        # a mixture's members each fit the data on their own (an ensemble; trained on the mixture's
-        # likelihood they would split the data between them), each on its own share of the batch, so
-        # that they see the data in different orders; the loss reported is the members' sum
+        # maximum likelihood: minus the mean of sum_i log p(z_i | z_<i, y). A mixture's members each fit
+        # the data on their own (an ensemble; trained on the mixture's likelihood they would split the
+        # data between them), each on its own share of the batch, so that they see the data in
+        # different orders; the loss reported is the members' sum
+        nets = self.module_.members or [self.module_]
         loss = 0.0
-        for net, idx in zip(members, torch.arange(len(z), device=z.device).chunk(len(members))):
-            zm, ym = z[idx], None if y is None else y[idx]
+        ys = [None] * len(nets) if y is None else y.chunk(len(nets))
+        for net, zm, ym in zip(nets, z.chunk(len(nets)), ys):  # views: one net gets the batch itself
             loss = loss - self._member_log_probs(zm, ym, net(zm, ym)).sum(-1).mean()
         return loss
 
