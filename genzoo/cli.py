@@ -272,9 +272,21 @@ def _cmd_impute(args) -> int:
 
 def _cmd_compare(args) -> int:
     from genzoo.compare import run_compare
+    from genzoo.compare.images import image_terminal_table, is_image_data, run_image_compare
     from genzoo.compare.tables import summarise, terminal_table
     from genzoo.compare.text import is_text_data, run_text_compare, text_terminal_table
 
+    if is_image_data(args.data):  # the digits: every image family, one run per family and seed
+        if args.label is not None:
+            raise ValueError(f"--label names a column of a table file (.csv/.npy/.parquet); {args.data!r} has its "
+                             "labels built in")
+        records = run_image_compare(data=args.data, families=args.families or "all", seeds=args.seeds or 1,
+                                    preset=args.preset, out=args.out, verbose=not args.quiet,
+                                    params=_family_hyperparameters(args.set), device=args.device, force=args.force)
+        print(image_terminal_table(records))
+        print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
+        return 0
+    args.seeds, args.families = args.seeds or 3, args.families or "core"
     if is_text_data(args.data):  # strings: the text models side by side, one run per row and seed
         if args.label is not None:
             raise ValueError("--label names a column of a table file (.csv/.npy/.parquet); text data has no columns")
@@ -346,10 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default="ring",
                    help=f"{data_help}; wider exact densities: mixture10, rings6, funnel; scikit-learn's tables "
                         "(labels included): wine, breast_cancer, diabetes; text: 'names' or a .txt file, one string "
-                        "a line")
-    c.add_argument("--families", default="core",
-                   help="comma-separated family names, 'core' (5 families + gmm, kde) or 'all'")
-    c.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per family")
+                        "a line; images: digits")
+    c.add_argument("--families", default=None,
+                   help="comma-separated family names, 'core' (5 families + gmm, kde; on images the 5 + latent "
+                        "diffusion and the VQ models) or 'all' (default: 'core'; on images 'all', every image family)")
+    c.add_argument("--seeds", type=_positive_int, default=None,
+                   help="training seeds per family (default: 3; 1 on images)")
     c.add_argument("--preset", choices=["quick", "default", "thorough"], default="default",
                    help="training budget")
     c.add_argument("--out", default="genzoo-compare", help="report folder (finished runs in it are reused)")
