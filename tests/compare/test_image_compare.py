@@ -19,7 +19,7 @@ def small_eval(monkeypatch):
     import genzoo.compare.images as images_compare
 
     monkeypatch.setattr(images_compare, "IMAGE_EVAL",
-                        {"quick": {"samples": 200, "score": 60, "per_class": 8, "inpaint": 20}})
+                        {"quick": {"budget": 0.08, "samples": 200, "score": 60, "per_class": 8, "inpaint": 20}})
     return images_compare
 
 
