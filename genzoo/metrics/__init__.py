@@ -12,6 +12,14 @@ Functions take NumPy arrays (real ``X``, generated ``Y``) and return floats or d
 from .conditioning import conditioning_metrics, guidance_sweep
 from .cost import sampling_speed
 from .evaluation import clear_cache, evaluate, sample_metrics
+from .images import (
+    class_alignment,
+    digit_features,
+    digit_probabilities,
+    image_scores,
+    inception_score_digits,
+    memorisation,
+)
 from .infill import infill_metrics, true_conditional
 from .labels import class_posterior, conditional_alignment, inception_score
 from .likelihood import nll, nll_gap
@@ -41,4 +49,6 @@ __all__ = [
     "stability", "divergence", "trajectory",
     "infill_metrics", "true_conditional", "conditioning_metrics", "guidance_sweep",
     "evaluate", "sample_metrics", "clear_cache",
+    "image_scores", "inception_score_digits", "class_alignment", "memorisation", "digit_features",
+    "digit_probabilities",
 ]

@@ -2,8 +2,10 @@
 
 A small conv net trained once by genzoo on the digits' train split (the first 1,000 images),
 with the validation split (the next 350) choosing the epoch; its weights ship in the package
-(``genzoo/metrics/data/digits_classifier.npz``, about 150 KB) with the test accuracy they reached.
-``benchmarks/train_digits_classifier.py`` retrains it and rewrites that file.
+(``genzoo/metrics/data/digits_classifier.npz``, about 150 KB) with the accuracies they reached:
+train 1.000, validation 0.991, test 0.984 (150 epochs, seed 0, 7 s on 2 cores; scikit-learn's MLP
+in the acceptance check reaches 0.931). ``benchmarks/train_digits_classifier.py`` retrains it and
+rewrites that file.
 
 Architecture: pixels / 16 -> conv 3x3 (16) -> ReLU -> conv 3x3 stride 2 (32) -> ReLU -> linear
 (64) -> ReLU -> linear (10). The 64 ReLU units before the last layer are the feature map of
