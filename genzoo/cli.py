@@ -160,7 +160,9 @@ def _cmd_list(args) -> int:
         caps = ",".join(sorted(m.capabilities))
         print(f"  {name:<17} likelihood={m.likelihood_kind:<8} {caps:<36} {type(m).summary}")
     groups = [("datasets (2-D, exact densities):", "2d"), ("datasets (wider, exact densities):", "wide"),
-              ("tables (scikit-learn's bundled copies; no known density):", "table")]
+              ("tables (scikit-learn's bundled copies; no known density):", "table"),
+              ("text (word lists; `compare --data NAME` fits the string models):", "text"),
+              ("images (`compare --data NAME` fits every image family):", "image")]
     for title, kind in groups:
         print(title)
         for name in gz.datasets.names(kind):
@@ -276,13 +278,17 @@ def _cmd_compare(args) -> int:
     from genzoo.compare.tables import summarise, terminal_table
     from genzoo.compare.text import is_text_data, run_text_compare, text_terminal_table
 
+    # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved);
+    # a CUDA device named here is checked in this process, so its workers are spawned instead
+    fork = sys.platform == "linux" and args.device in (None, "cpu")
     if is_image_data(args.data):  # the digits: every image family, one run per family and seed
         if args.label is not None:
             raise ValueError(f"--label names a column of a table file (.csv/.npy/.parquet); {args.data!r} has its "
                              "labels built in")
         records = run_image_compare(data=args.data, families=args.families or "all", seeds=args.seeds or 1,
                                     preset=args.preset, out=args.out, verbose=not args.quiet,
-                                    params=_family_hyperparameters(args.set), device=args.device, force=args.force)
+                                    params=_family_hyperparameters(args.set), device=args.device, force=args.force,
+                                    workers=args.workers, start_method="fork" if fork else None)
         print(image_terminal_table(records))
         print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
         return 0
@@ -297,9 +303,6 @@ def _cmd_compare(args) -> int:
         print(f"report: {os.path.abspath(os.path.join(args.out, 'report.html'))}")
         return 0
 
-    # this process has not run torch yet, so its workers can be forked (no re-import, seconds saved);
-    # a CUDA device named here is checked in this process, so its workers are spawned instead
-    fork = sys.platform == "linux" and args.device in (None, "cpu")
     records = run_compare(data=args.data, families=args.families, seeds=args.seeds, preset=args.preset,
                           out=args.out, verbose=not args.quiet, workers=args.workers,
                           params=_family_hyperparameters(args.set), device=args.device, force=args.force,
@@ -372,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: each family's defaults, budgets scaled by --preset)")
     c.add_argument("--device", default=None, help=f"{device_help} (default: each family's own)")
     c.add_argument("--workers", type=_positive_int, default=None,
-                   help="runs trained side by side (default: 2 where there are 2+ cores, else 1)")
+                   help="runs trained side by side (default: 2 where there are 2+ cores, else 1; text: one at a time)")
     c.add_argument("--force", action="store_true",
                    help="retrain every run, ignoring finished runs cached in --out (default: reuse them)")
     c.add_argument("--quiet", action="store_true",

@@ -36,7 +36,8 @@ def test_image_data_and_rows_resolve():
 
 def test_compare_writes_an_image_report_and_reuses_runs(tmp_path, one_thread, small_eval, monkeypatch):
     out = str(tmp_path / "cmp")
-    recs = run_image_compare("digits", families="vae,autoregressive", preset="quick", out=out, params=TINY)
+    recs = run_image_compare("digits", families="vae,autoregressive", preset="quick", out=out, params=TINY,
+                             workers=1)
     by = {r["family"]: r for r in recs}
     for fam in ("vae", "autoregressive"):
         r = by[fam]
@@ -58,14 +59,15 @@ def test_compare_writes_an_image_report_and_reuses_runs(tmp_path, one_thread, sm
     meta = json.load(open(f"{out}/results.json"))["meta"]
     assert meta["kind"] == "image" and meta["real_accuracy"] > 0.95 and meta["floors"]["fd_floor"] > 0
     monkeypatch.setattr(small_eval, "run_image_family", lambda *a, **k: pytest.fail("a cached run was run again"))
-    again = run_image_compare("digits", families="vae", preset="quick", out=out, params={"vae": TINY["vae"]})
+    again = run_image_compare("digits", families="vae", preset="quick", out=out, params={"vae": TINY["vae"]},
+                              workers=1)
     assert again[0]["nll"] == by["vae"]["nll"]
 
 
 def test_cli_compare_on_digits(tmp_path, capsys, one_thread, small_eval):
     out = str(tmp_path / "c")
     assert main(["compare", "--data", "digits", "--families", "vae", "--set", "vae.max_steps=40", "--preset",
-                 "quick", "--out", out, "--quiet"]) == 0
+                 "quick", "--out", out, "--quiet", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "vae" in printed and "nats/image" in printed and "report.html" in printed
     assert len(json.load(open(f"{out}/results.json"))["records"]) == 1  # one seed on images by default
@@ -77,3 +79,12 @@ def test_bad_image_compare_requests_are_one_line(tmp_path, capsys):
     assert "does not model images" in err and len(err.strip().splitlines()) == 1
     assert main(["compare", "--data", "digits", "--label", "y", "--out", str(tmp_path / "c")]) != 0
     assert "labels built in" in capsys.readouterr().err
+
+
+def test_two_worker_processes_give_every_run(tmp_path):
+    out = str(tmp_path / "w")
+    recs = run_image_compare("digits", families="vae", seeds=2, preset="quick", out=out,
+                             params={"vae": {"max_steps": 40}}, workers=2, start_method="spawn")
+    assert [r["seed"] for r in recs] == [0, 1] and all("error" not in r for r in recs)
+    assert "alignment" in recs[0] and "alignment" not in recs[1]  # the figures' extras on the first seed only
+    assert json.load(open(f"{out}/results.json"))["meta"]["workers"] == 2
