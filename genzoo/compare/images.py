@@ -409,7 +409,9 @@ def write_image_report(out: str, records: list[dict], meta: dict) -> str:
              f"<style>{CSS}</style></head><body><h1>genzoo compare: {esc(meta['data'])} (images)</h1>",
              f"<p class=sub>{meta['n_train']} training images (with labels), {meta['n_test']} test images; preset "
              f"<code>{esc(meta['preset'])}</code> ({meta['budget']:.0%} of each family's training budget), "
-             f"{meta['seeds']} seed(s); genzoo {esc(meta['genzoo_version'])}, {meta['wall_s']:.0f} s.</p>",
+             f"{meta['seeds']} seed(s); genzoo {esc(meta['genzoo_version'])}, {meta['wall_s']:.0f} s"
+             + (f" with {meta['workers']} runs side by side (times and samples/s are each run's own, sharing "
+                "the machine)" if meta.get("workers", 1) > 1 else "") + ".</p>",
              "<section><h2>Likelihood</h2><p class=note>Mean negative log-likelihood of the "
              + ("" if meta["eval"]["score"] >= meta["n_test"] else f"first {meta['eval']['score']} ")
              + "test images in nats per image and bits per dimension (mean ± sd over seeds). Exact for the "
