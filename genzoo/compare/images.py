@@ -131,8 +131,10 @@ def run_image_family(family: str, params: dict, data: dict, preset: str, run_dir
         S, dt = _timed(model.sample, ev["samples"], random_state=seed + 1)
         S = np.asarray(S)
         rec["samples_per_s"], rec["nfe"] = len(S) / dt, getattr(model, "last_nfe_", None)
-        rec["valid"] = bool(S.shape[1:] == Xtr.shape[1:] and np.all(S == np.round(S)) and S.min() >= 0
-                            and S.max() <= 16)
+        top_level = int(data.get("levels", 17)) - 1
+        if not (S.shape[1:] == Xtr.shape[1:] and np.all(S == np.round(S)) and S.min() >= 0 and S.max() <= top_level):
+            raise ValueError(f"samples are not images of shape {Xtr.shape[1:]} with integer levels 0..{top_level} "
+                             f"(shape {S.shape[1:]}, values {S.min()}..{S.max()})")
         rec["scores"] = image_scores(S, Xte, Xtr)
         figs["samples"] = S[:64].astype(np.int16)
         d, i = nearest_training(S[:8], Xtr)
@@ -211,7 +213,7 @@ def run_image_compare(data: str = "digits", families: str | list[str] | None = "
     overrides = check_overrides(params, rows)
     ds = gz.datasets.get(data)
     (Xtr, ytr), (Xte, yte) = ds.split("train"), ds.split("test")
-    arrays = {"Xtr": Xtr, "ytr": ytr, "Xte": Xte, "yte": yte}
+    arrays = {"Xtr": Xtr, "ytr": ytr, "Xte": Xte, "yte": yte, "levels": ds.n_levels}
     check_out_dir(out)
     started = time.perf_counter()
     cfg = {**PRESETS[preset], "budget": IMAGE_EVAL[preset]["budget"]}
@@ -429,12 +431,13 @@ def write_image_report(out: str, records: list[dict], meta: dict) -> str:
               "training image than 99% of real test images are. The last row is the floor: as many training "
               "images in the samples' place.</p>",
               _table(["family", "FD / floor", "precision", "recall", "density", "coverage", "IS", "NN distance",
-                      "copies", "samples/s", "NFE"],
+                      "copies", "samples/s", "NFE", "fit s"],
                      [[s["family"], s["fd_ratio"], s["precision"], s["recall"], s["density"], s["coverage"],
-                       s["inception"], s["nn_median"], s["copies"], s["samples_per_s"], s["nfe"]] for s in summ],
+                       s["inception"], s["nn_median"], s["copies"], s["samples_per_s"], s["nfe"], s["fit_s"]]
+                      for s in summ],
                      ["real (train vs test)", f"1 (FD {fl['fd_floor']:.1f})", f"{fl['precision_floor']:.2f}",
                       f"{fl['recall_floor']:.2f}", f"{fl['density_floor']:.2f}", f"{fl['coverage_floor']:.2f}",
-                      f"{fl['inception_floor']:.2f}", f"{fl['nn_median_floor']:.2f}", "0.010", "", ""]),
+                      f"{fl['inception_floor']:.2f}", f"{fl['nn_median_floor']:.2f}", "0.010", "", "", ""]),
               "</section>"]
     parts += ["<section><h2>Conditioning and inpainting</h2><p class=note>Class alignment: the share of "
               f"class-conditional samples ({meta['eval']['per_class']} per class) that the classifier assigns to "

@@ -42,7 +42,7 @@ def test_compare_writes_an_image_report_and_reuses_runs(tmp_path, one_thread, sm
     for fam in ("vae", "autoregressive"):
         r = by[fam]
         assert "error" not in r, r.get("error")
-        assert r["valid"] and r["samples_per_s"] > 0 and r["fit_s"] > 0
+        assert r["samples_per_s"] > 0 and r["fit_s"] > 0
         assert 0 < r["nll"] < 64 * np.log(17)  # below the uniform 17-level guess per pixel
         assert r["bits_per_dim"] == pytest.approx(r["nll"] / (64 * np.log(2)))
         s = r["scores"]
@@ -55,7 +55,9 @@ def test_compare_writes_an_image_report_and_reuses_runs(tmp_path, one_thread, sm
     assert z["conditional"].shape[:2] == (1, 10) and list(z["guidance"]) == [1.0]
     assert z["inpaint"].shape[0] == 3 and len(z["nn_train"]) == 8
     page = open(f"{out}/report.html", encoding="utf-8").read()
-    assert "nats/image" in page and "FD / floor" in page and "alignment" in page and page.count("<img") >= 8
+    assert "nats/image" in page and "FD / floor" in page and "alignment" in page
+    assert page.count("fit s</th>") == 2  # likelihood and samples tables: families without a likelihood too
+    assert page.count("<img") >= 8
     meta = json.load(open(f"{out}/results.json"))["meta"]
     assert meta["kind"] == "image" and meta["real_accuracy"] > 0.95 and meta["floors"]["fd_floor"] > 0
     monkeypatch.setattr(small_eval, "run_image_family", lambda *a, **k: pytest.fail("a cached run was run again"))
@@ -88,3 +90,20 @@ def test_two_worker_processes_give_every_run(tmp_path):
     assert [r["seed"] for r in recs] == [0, 1] and all("error" not in r for r in recs)
     assert "alignment" in recs[0] and "alignment" not in recs[1]  # the figures' extras on the first seed only
     assert json.load(open(f"{out}/results.json"))["meta"]["workers"] == 2
+
+
+def test_samples_that_are_not_images_make_the_run_an_error(tmp_path, monkeypatch, small_eval):
+    class Halves:  # a "model" whose samples fall between the grey levels
+        capabilities, likelihood_kind = frozenset({"sample"}), "none"
+
+        def fit(self, X, y=None):
+            return self
+
+        def sample(self, n, random_state=None):
+            return np.full((n, 8, 8), 0.5)
+
+    monkeypatch.setattr(small_eval.gz, "make", lambda family, **params: Halves())
+    X = np.zeros((20, 8, 8), np.int64)
+    data = {"Xtr": X, "ytr": np.arange(20) % 10, "Xte": X, "yte": np.arange(20) % 10, "levels": 17}
+    rec = small_eval.run_image_family("vae", {"random_state": 0}, data, "quick", str(tmp_path / "r"))
+    assert "integer levels 0..16" in rec["error"] and "scores" not in rec

@@ -186,3 +186,16 @@ def test_width_defaults_and_linear_mixing_layers(tmp_path):
     Q[:, 2:] = np.nan
     F = m.impute(Q, random_state=0)  # one distinct row beyond 2-D: importance resampling by the density
     assert m.last_impute_ess_ > 1 and np.isfinite(F).all() and np.all(F[:, :2] == X[0, :2])
+
+
+def test_on_images_the_held_out_split_is_checked_often_enough_to_stop_early(one_thread):
+    """On images the validation checks come every IMAGE_EVAL_EVERY steps (so early stopping can catch
+    the held-out optimum of 1,000 digits near step 75); on rows the usual 250."""
+    from genzoo.families.flow import IMAGE_EVAL_EVERY
+
+    X = gz.datasets.get("digits").split("train")[0][:200]
+    m = gz.make("flow", max_steps=100, n_layers=2, random_state=0, verbose=0).fit(X)
+    steps = np.diff(m.history_["val_step"])
+    assert len(steps) >= 3 and np.all(steps == IMAGE_EVAL_EVERY)
+    rows = gz.make("flow", max_steps=100, n_layers=2, random_state=0, verbose=0).fit(X.reshape(200, 64))
+    assert len(rows.history_["val_step"]) <= 1
