@@ -50,7 +50,8 @@ from genzoo.compare.runner import (
     environment,
     family_params,
 )
-from genzoo.compare.tables import _atomic_write, _json_safe
+from genzoo.compare.tables import _atomic_write
+from genzoo.compare.text import _mean_sd, _write_json
 from genzoo.errors import did_you_mean
 
 #: every family that fits the digits, in the report's order
@@ -267,17 +268,6 @@ def run_image_compare(data: str = "digits", families: str | list[str] | None = "
     _write_json(os.path.join(out, "results.json"), {"meta": meta, "records": records})
     write_image_report(out, records, meta)
     return records
-
-
-def _write_json(path: str, obj) -> None:
-    _atomic_write(path, json.dumps(_json_safe(obj), indent=1))
-
-
-def _mean_sd(vals: list, fmt: str) -> str:
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "-"
-    return format(np.mean(vals), fmt) + (f" ± {format(np.std(vals, ddof=1), fmt)}" if len(vals) > 1 else "")
 
 
 def image_summary(records: list[dict]) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .digits_classifier import digit_features, digit_probabilities
+from .labels import inception_from_posterior
 from .manifold import density_coverage, precision_recall
 from .sample import frechet_distance
 
@@ -33,11 +34,7 @@ from .sample import frechet_distance
 def inception_score_digits(images) -> float:
     """exp(E_x KL(p(y|x) || p(y))) under the digits classifier: 10 for confident, balanced samples,
     1 for one class or for samples the classifier cannot tell apart."""
-    P = digit_probabilities(images)
-    py = P.mean(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(P > 0, P * (np.log(P) - np.log(py)[None, :]), 0.0)
-    return float(np.exp(terms.sum(1).mean()))
+    return inception_from_posterior(digit_probabilities(images))
 
 
 def class_alignment(images, asked) -> float:

@@ -42,7 +42,11 @@ def inception_score(Y: Any, dist: Any) -> float:
     a mixture of well-separated equal-weight classes, 1 for total collapse onto one
     class (or samples the posterior cannot tell apart). 0 log 0 = 0.
     """
-    P = class_posterior(Y, dist)
+    return inception_from_posterior(class_posterior(Y, dist))
+
+
+def inception_from_posterior(P: np.ndarray) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) from the rows of a class posterior ``P`` (n, n_classes)."""
     py = P.mean(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(P > 0, P * (np.log(P) - np.log(py)[None, :]), 0.0)
