@@ -349,11 +349,12 @@ def mixture_init(v: torch.Tensor, components: int, seed: int = 0, max_rows: int 
                       0.5 * torch.as_tensor(gm.covariances_[:, 0]).log()]).float()
 
 
-def mixture_identity(components: int) -> torch.Tensor:
+def mixture_identity(components: int, spread: float = 1.0) -> torch.Tensor:
     """Parameters of a mixture that is close to N(0, 1) (so the layer starts near the identity),
-    its components at distinct standard-normal quantiles so that they can specialise."""
+    its components at distinct standard-normal quantiles (times ``spread``) so that they can
+    specialise; the smaller ``spread``, the closer to the identity."""
     q = (torch.arange(components, dtype=torch.float64) + 0.5) / components
-    mu = math.sqrt(2) * torch.erfinv(2 * q - 1)
+    mu = spread * math.sqrt(2) * torch.erfinv(2 * q - 1)
     s = math.sqrt(max(1 - float(mu.var(unbiased=False)), 0.05))
     return torch.cat([torch.zeros(components), mu, torch.full((components,), math.log(s))]).float()
 
@@ -510,11 +511,12 @@ class MixtureCDFCoupling(_Coupling):
     """
 
     def __init__(self, dim: int, cond_idx: list[int], trans_idx: list[int], hidden: int = 64,
-                 blocks: int = 1, context_dim: int = 0, components: int = 16, fourier: int = 0):
+                 blocks: int = 1, context_dim: int = 0, components: int = 16, fourier: int = 0,
+                 spread: float = 1.0):
         super().__init__(dim, cond_idx, trans_idx, 3 * components, hidden, blocks, context_dim, fourier)
         self.components = components
         with torch.no_grad():
-            self.net.out[1].bias.copy_(mixture_identity(components).repeat(len(trans_idx)))
+            self.net.out[1].bias.copy_(mixture_identity(components, spread).repeat(len(trans_idx)))
 
     def _transform(self, v, p, inverse, logdet=True):
         K = self.components
@@ -629,6 +631,96 @@ class InvertibleSequence(nn.Module):
             x, _ = b(x, context)
 
 
+# ----------------------------------------------------------------------------- base distributions
+
+
+class GaussianMixtureBase(nn.Module):
+    """A learned full-covariance Gaussian mixture as a flow's base distribution.
+
+    ``log p(u) = logsumexp_k [log pi_k + log N(u; mu_k, Sigma_k)]``, each ``Sigma_k^-1 = P_k P_k^T``
+    with ``P_k`` upper triangular (positive diagonal), as scikit-learn's ``precisions_cholesky_``.
+    With ``n_classes`` the weights are per class (the components are shared), so that
+    ``p(u | y)`` is a mixture too. A flow from one Gaussian must stretch it over every mode and
+    leaves thin bridges of mass between separated ones; with a mixture base the modes are the
+    base's and the couplings only bend them (cf. Izmailov et al., "Semi-supervised learning with
+    normalizing flows", ICML 2020).
+    """
+
+    def __init__(self, dim: int, components: int, n_classes: int = 0):
+        super().__init__()
+        self.dim, self.components = dim, components
+        self.logits = nn.Parameter(torch.zeros(max(n_classes, 1), components))
+        self.means = nn.Parameter(torch.zeros(components, dim))
+        self.raw_prec = nn.Parameter(torch.zeros(components, dim, dim))  # upper part; log of the diagonal
+        self.register_buffer("mask", torch.triu(torch.ones(dim, dim), 1), persistent=False)
+
+    def precision_cholesky(self) -> torch.Tensor:
+        """``(K, D, D)`` upper-triangular factors ``P_k`` with ``Sigma_k^-1 = P_k P_k^T``."""
+        diag = torch.diagonal(self.raw_prec, dim1=-2, dim2=-1).exp()
+        return self.raw_prec * self.mask + torch.diag_embed(diag)
+
+    def log_weights(self, y: torch.Tensor | None, batch: int) -> torch.Tensor:
+        lw = torch.log_softmax(self.logits, -1)  # (C, K)
+        return lw[0].expand(batch, -1) if y is None or len(lw) == 1 else lw[y]  # (B, K)
+
+    def log_prob(self, u: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        P = self.precision_cholesky()  # (K, D, D)
+        w = torch.einsum("bkd,kde->bke", u[:, None, :] - self.means, P)  # (B, K, D): whitened offsets
+        logdet = torch.diagonal(self.raw_prec, dim1=-2, dim2=-1).sum(-1)  # (K,) log|P_k|
+        comp = -0.5 * (w * w).sum(-1) + logdet - 0.5 * self.dim * math.log(2 * math.pi)  # (B, K)
+        return torch.logsumexp(comp + self.log_weights(y, len(u)), -1)
+
+    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        dev = self.means.device
+        probs = self.log_weights(y, n).exp()  # (n, K)
+        k = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (n,)
+        eps = torch.randn(n, self.dim, 1, device=dev, generator=generator)
+        P = self.precision_cholesky()[k]  # (n, D, D)
+        # u - mu = P^-T eps has covariance P^-T P^-1 = Sigma
+        offset = torch.linalg.solve_triangular(P.transpose(-2, -1), eps, upper=False).squeeze(-1)
+        return self.means[k] + offset
+
+    @torch.no_grad()
+    def initialize(self, u: torch.Tensor, y: torch.Tensor | None = None, seed: int = 0,
+                   max_rows: int = 20_000) -> None:
+        """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; per-class weights from
+        the mean responsibilities of each class's rows."""
+        from sklearn.mixture import GaussianMixture
+
+        a = u.detach().double().cpu().numpy()
+        rows = np.random.default_rng(seed).permutation(len(a))[:max_rows]
+        gm = GaussianMixture(self.components, covariance_type="full", reg_covar=1e-5, max_iter=300,
+                             random_state=seed).fit(a[rows])
+        P = torch.as_tensor(gm.precisions_cholesky_)  # (K, D, D) upper
+        raw = P * self.mask.cpu().double() + torch.diag_embed(torch.diagonal(P, dim1=-2, dim2=-1).log())
+        self.raw_prec.copy_(raw.to(self.raw_prec))
+        self.means.copy_(torch.as_tensor(gm.means_).to(self.means))
+        if y is None or len(self.logits) == 1:
+            self.logits.copy_(torch.as_tensor(np.log(gm.weights_.clip(1e-6)))[None].to(self.logits))
+        else:
+            resp = gm.predict_proba(a)  # (N, K)
+            yy = y.cpu().numpy()
+            per = np.stack([resp[yy == c].mean(0) if np.any(yy == c) else gm.weights_ for c in range(len(self.logits))])
+            self.logits.copy_(torch.as_tensor(np.log(per.clip(1e-6))).to(self.logits))
+
+
+def choose_mixture_components(u: np.ndarray, candidates=(1, 2, 4, 8, 16), seed: int = 0,
+                              max_rows: int = 10_000) -> int:
+    """The number of full-covariance Gaussians that minimises BIC on (at most ``max_rows`` of) ``u``."""
+    from sklearn.mixture import GaussianMixture
+
+    a = np.asarray(u, dtype=np.float64)
+    a = a[np.random.default_rng(seed).permutation(len(a))[:max_rows]]
+    best, best_k = math.inf, 1
+    for k in candidates:
+        if k * (a.shape[1] * (a.shape[1] + 3) / 2 + 1) >= len(a) / 2:  # too many parameters for the rows
+            break
+        b = GaussianMixture(k, covariance_type="full", reg_covar=1e-5, max_iter=300, random_state=seed).fit(a).bic(a)
+        if b < best:
+            best, best_k = b, k
+    return best_k
+
+
 __all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
            "SplineCoupling", "MixtureCDFCoupling", "mixture_cdf", "ActNorm", "InvertibleLinear",
-           "InvertibleSequence"]
+           "InvertibleSequence", "GaussianMixtureBase", "choose_mixture_components"]

@@ -241,3 +241,29 @@ def test_mixture_cdf_inverse_without_logdet_gives_the_same_x():
     xa, lda = flow.inverse(u)
     xb, ldb = flow.inverse(u, logdet=False)
     assert torch.equal(xa, xb) and torch.equal(ldb, torch.zeros_like(ldb)) and (lda != 0).any()
+
+
+def test_gaussian_mixture_base_draws_have_the_mixture_moments():
+    """``GaussianMixtureBase.sample`` draws from the density ``log_prob`` gives: after an EM fit to two
+    tilted 3-D Gaussians, its draws' mean and covariance match the mixture's own (from its parameters)."""
+    import numpy as np
+
+    from genzoo.nn.coupling import GaussianMixtureBase
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 3))
+    X = np.concatenate([rng.normal(size=(4000, 3)) @ A + 3, 0.3 * rng.normal(size=(2000, 3)) - 2])
+    base = GaussianMixtureBase(3, 2)
+    base.initialize(torch.as_tensor(X, dtype=torch.float32))
+    P = base.precision_cholesky().detach().double()
+    cov = torch.linalg.inv(P @ P.transpose(-2, -1))  # (K, 3, 3)
+    w = torch.softmax(base.logits[0].detach().double(), -1)
+    mu = base.means.detach().double()
+    mean = (w[:, None] * mu).sum(0)
+    second = (w[:, None, None] * (cov + mu[:, :, None] * mu[:, None, :])).sum(0)
+    want_cov = second - mean[:, None] * mean[None, :]
+    torch.manual_seed(1)
+    S = base.sample(200_000).detach().double()
+    assert torch.allclose(S.mean(0), mean, atol=0.03)
+    assert torch.allclose(torch.cov(S.T), want_cov, atol=0.08)
+    assert abs(mean[0].item() - X[:, 0].mean()) < 0.05  # and the fit is the data's mixture
