@@ -861,6 +861,30 @@ class TorchGenerativeModel(GenerativeModel):
         self.phases_ = []
         self._record_phase(train(self, Z, y, self._default_phase(), seed))
 
+    def _fit_keeping_best(self, choices: tuple[str, ...], attr: str, fit_once: Callable[[str], PhaseRecord],
+                          score: Callable[[PhaseRecord], float], keep: tuple[str, ...] = ()) -> dict[str, float]:
+        """Fit once per choice (``self.<attr>`` set to it first; ``fit_once(name)`` trains and returns the
+        record) and keep the fit with the lowest ``score`` (a held-out loss), its module, history and the
+        fitted attributes named in ``keep``. Every fit's phases stay in ``phases_``, the kept one's last.
+        Returns each choice's score."""
+        fits = []
+        for choice in choices:
+            setattr(self, attr, choice)
+            self.history_ = {k: [] for k in self.history_}
+            self.phases_ = []
+            rec = fit_once("fit" if len(choices) == 1 else f"fit ({choice})")
+            value = float(score(rec))
+            fits.append((value if math.isfinite(value) else math.inf, choice, self.module_, self.history_,
+                         self.phases_, rec, {k: getattr(self, k) for k in keep}))
+        best = min(fits, key=lambda f: f[0])
+        _, choice, self.module_, self.history_, phases, rec, kept = best
+        setattr(self, attr, choice)
+        for k, v in kept.items():
+            setattr(self, k, v)
+        self.n_steps_, self.best_val_loss_, self.diverged_ = rec.n_steps, rec.best_val_loss, rec.diverged
+        self.phases_ = [p for f in fits if f is not best for p in f[4]] + phases
+        return {f[1]: f[0] for f in fits}
+
     # torch families keep their weights in the checkpoint
     def _get_arrays(self) -> dict[str, np.ndarray]:
         return {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}

@@ -216,6 +216,13 @@ class PhaseRecord:
                 "final_val_loss": self.history["val_loss"][-1] if self.history["val_loss"] else None}
 
 
+def split_rows(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) row indices of :func:`train` for ``n`` rows under ``seed``."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(validation_fraction * n)) if validation_fraction else 0
+    return perm[n_val:], perm[:n_val]
+
+
 def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -> PhaseRecord:
     """Run ``phase`` on ``model.module_`` with rows ``Z`` (labels ``y``) and ``seed``; returns its record.
 
@@ -230,13 +237,11 @@ def train(model, Z: np.ndarray, y: np.ndarray | None, phase: Phase, seed: int) -
     from genzoo.base import torch_seed
 
     dev = torch.device(model.device_)
-    rng = np.random.default_rng(seed)
     n = len(Z)
-    n_val = int(round(float(phase.validation_fraction) * n)) if phase.validation_fraction else 0
+    tr, va = split_rows(n, float(phase.validation_fraction or 0.0), seed)
+    n_val = len(va)
     if n - n_val < 2:
         raise ValueError(f"too few rows to train on ({n - n_val} after holding out validation)")
-    perm = rng.permutation(n)
-    tr, va = perm[n_val:], perm[:n_val]
     cap = int(phase.max_val_rows)
     zt = torch.as_tensor(Z[tr], dtype=torch.float32, device=dev)
     yt = None if y is None else torch.as_tensor(y[tr], device=dev)

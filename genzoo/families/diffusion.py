@@ -27,6 +27,11 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   them the thin modes of ``grid25`` are not reached. For a fixed time budget, more steps of
   a narrower MLP beat fewer of a wider one. The sampler uses an exponential moving average
   of the weights (kept in the module, so saved).
+- ``prior=None``: in 2-D the network alone; beyond, fitted twice, with and without a Gaussian-mixture
+  prior (the network adds to the closed-form ``v`` of a mixture fitted to the rows,
+  ``genzoo.families._prior``), keeping the better held-out PF-ODE likelihood (``prior_``). 10-D tilted
+  mixture: held-out gap 0.408 -> 0.029 nats, on support 95 -> 99.6%; three rings in 6-D keep the
+  network alone.
 - Sampling: ancestral (DDPM) or DDIM (``eta = 0``) on any number of steps, uniform in the
   schedule's time (respacing), or DPM-Solver++ (2M, Lu et al. 2022; ``sampler='dpm++'``), a
   second-order solver of the probability-flow ODE at one network call per step, on levels
@@ -59,7 +64,9 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._prior import MixturePrior
 from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost, scaled_width
+from genzoo.nn.gaussian_mixture import GaussianMixtureField
 from genzoo.nn.mlp import ConditionedMLP
 from genzoo.objectives.guidance import drop_labels, guided
 from genzoo.objectives.targets import batch_posterior_mean
@@ -97,26 +104,33 @@ class Denoiser(nn.Module):
 
     def __init__(self, dim: int, n_classes: int, *, hidden: int, layers: int, time_dim: int,
                  time_scale: float, label_dim: int, fourier_features: int, fourier_scale: float,
-                 ema_decay: float = 0.999):
+                 ema_decay: float = 0.999, prior_components: int = 0, parameterization: str = "v"):
         super().__init__()
         self.n_classes = n_classes
         # random Fourier features of x_t: on grid25 they took 1,000 training steps from 2% to 97%
         # of samples on a mode
         self.net = ConditionedMLP(dim, dim, hidden, layers, time_dim=time_dim, n_classes=n_classes,
                                   label_dim=label_dim, time_scale=time_scale, fourier_features=fourier_features,
-                                  fourier_scale=fourier_scale)
+                                  fourier_scale=fourier_scale, zero_last=bool(prior_components))
         self.ema = EMA(self.net, ema_decay, host=self)
+        # with a prior the network adds to a Gaussian mixture's closed-form prediction (genzoo.families._prior)
+        self.prior = GaussianMixtureField(dim, prior_components) if prior_components else None
+        self.parameterization = parameterization
 
     def forward(self, x: torch.Tensor, lam: torch.Tensor, y: torch.Tensor | None = None,
                 ema: bool = False) -> torch.Tensor:
         lam = lam.expand(x.shape[0]) if lam.dim() == 0 else lam
         if ema:
-            return torch.func.functional_call(self.net, self.ema.params(), (x, lam, y))
-        return self.net(x, lam, y)
+            out = torch.func.functional_call(self.net, self.ema.params(), (x, lam, y))
+        else:
+            out = self.net(x, lam, y)
+        if self.prior is not None:
+            out = out + self.prior(x, *alpha_sigma_from_log_snr(lam), self.parameterization)
+        return out
 
 
 @register("diffusion")
-class Diffusion(TorchGenerativeModel):
+class Diffusion(MixturePrior, TorchGenerativeModel):
     """DDPM with a cosine schedule, v-prediction, EMA; ancestral/DDIM sampling, guidance, RePaint, PF-ODE likelihood.
 
     Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
@@ -175,6 +189,13 @@ class Diffusion(TorchGenerativeModel):
         Fixed steps of the probability-flow ODE likelihood.
     likelihood_method : str, default='rk4'
         ODE solver of the likelihood.
+    prior : {'none', 'mixture'} or None, default=None
+        'mixture': the network's output is added to the closed-form prediction for a full-covariance
+        Gaussian mixture fitted to the training rows (``genzoo.families._prior``), so it learns what the
+        mixture misses; 'none': the network alone; None: 'none' in 2-D, on images and without held-out
+        rows, otherwise both are fitted and the better held-out PF-ODE likelihood is kept (``prior_``).
+    prior_components : int or None, default=None
+        Gaussians of the prior; None = the BIC choice among 1, 2, 4, 8, 16 on the training rows.
     {shared_parameters}
 
     Examples
@@ -201,7 +222,8 @@ class Diffusion(TorchGenerativeModel):
         "label_dropout": UNIT_OPEN_RIGHT, "ema_decay": UNIT_OPEN_RIGHT, "stable_target": ["boolean"],
         "sample_steps": POSITIVE_INT, "sampler": [Options(SAMPLERS)], "guidance": NON_NEGATIVE,
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT, "likelihood_steps": POSITIVE_INT,
-        "likelihood_method": ODE_METHOD,
+        "likelihood_method": ODE_METHOD, "prior": [Options(("none", "mixture")), None],
+        "prior_components": [*POSITIVE_INT, None],
     }
 
     def __init__(self, *, schedule: str = "cosine", log_snr_min: float = -15.0, log_snr_max: float = 15.0,
@@ -211,8 +233,8 @@ class Diffusion(TorchGenerativeModel):
                  ema_decay: float = 0.999, stable_target: bool = True, sample_steps: int = 250,
                  sampler: str = "ancestral",
                  guidance: float = 1.0, impute_steps: int = 100, resample: int = 10,
-                 likelihood_steps: int = 32, likelihood_method: str = "rk4",
-                 max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
+                 likelihood_steps: int = 32, likelihood_method: str = "rk4", prior: str | None = None,
+                 prior_components: int | None = None, max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.schedule = schedule
@@ -236,6 +258,8 @@ class Diffusion(TorchGenerativeModel):
         self.resample = resample
         self.likelihood_steps = likelihood_steps
         self.likelihood_method = likelihood_method
+        self.prior = prior
+        self.prior_components = prior_components
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -257,7 +281,11 @@ class Diffusion(TorchGenerativeModel):
         return Denoiser(dim, n_classes, hidden=scaled_width(self.hidden, dim, 128), layers=int(self.layers),
                         time_dim=int(self.time_dim), time_scale=float(self.time_scale), label_dim=int(self.label_dim),
                         fourier_features=int(self.fourier_features), fourier_scale=float(self.fourier_scale),
-                        ema_decay=float(self.ema_decay))
+                        ema_decay=float(self.ema_decay), prior_components=int(getattr(self, "prior_components_", 0)),
+                        parameterization=self.parameterization)
+
+    def _mixture_field(self):
+        return self.module_.prior
 
     def _target(self, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return {"v": a * eps - s * z, "eps": eps, "x0": z}[self.parameterization]

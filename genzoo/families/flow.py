@@ -73,9 +73,9 @@ from genzoo.nn.coupling import (
     InvertibleSequence,
     MixtureCDFCoupling,
     SplineCoupling,
-    choose_mixture_components,
     coupling_partitions,
 )
+from genzoo.nn.gaussian_mixture import choose_mixture_components
 from genzoo.nn.mlp import LabelEmbedding
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
@@ -260,7 +260,7 @@ class Flow(TorchGenerativeModel):
         """With a mixture base, its number of Gaussians (``base_components`` or, when None, the BIC
         choice on the training rows) is fixed before the network is built."""
         self.base_components_ = 0
-        if getattr(self, "_base_choice", "normal") == "mixture":
+        if getattr(self, "base_", "normal") == "mixture":
             self.base_components_ = (int(self.base_components) if self.base_components is not None
                                      else choose_mixture_components(Z_train))
         super()._setup(Z_train)
@@ -333,29 +333,20 @@ class Flow(TorchGenerativeModel):
         return ("mixture", "normal")
 
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
-        candidates = self._base_candidates(Z.shape[1])
-        fits = []
-        for base in candidates:
-            self._base_choice = base
-            self.history_ = {k: [] for k in self.history_}
-            self.phases_ = []
-            name = "fit" if len(candidates) == 1 else f"fit ({base} base)"
+        def fit_once(name: str):
             try:
-                rec = self._record_phase(train(self, Z, y, self._default_phase(name), seed))
+                rec = self._record_phase(train(self, Z, y, self._default_phase(name.replace(")", " base)")), seed))
                 if self._ema is not None and self._ema_best_state is not None and self.early_stopping:
                     self.module_.load_state_dict(self._ema_best_state)
                 elif self._ema is not None:  # no early stopping: the final averaged weights
                     self._ema.copy_to_source()
             finally:
                 self._ema = self._ema_best_state = None
-            loss = rec.best_val_loss if math.isfinite(rec.best_val_loss) else math.inf
-            fits.append((loss, base, self.module_, self.base_components_, self.history_, self.phases_, rec))
-        best = min(fits, key=lambda f: f[0])
-        _, self.base_, self.module_, self.base_components_, self.history_, phases, rec = best
-        self.n_steps_, self.best_val_loss_, self.diverged_ = rec.n_steps, rec.best_val_loss, rec.diverged
-        # every candidate's record stays in phases_ (the kept one last), so the choice can be read back
-        self.phases_ = [p for f in fits if f is not best for p in f[5]] + phases
-        self.base_losses_ = {f[1]: float(f[0]) for f in fits}
+            return rec
+
+        # the held-out NLL (standardised units) of each base; the better fit is kept
+        self.base_losses_ = self._fit_keeping_best(self._base_candidates(Z.shape[1]), "base_", fit_once,
+                                                   lambda rec: rec.best_val_loss, keep=("base_components_",))
 
     # ------------------------------------------------------------------ density and sampling
     def _log_prob_std(self, Z, y: np.ndarray | None = None) -> np.ndarray:

@@ -24,6 +24,11 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
   thin modes of ``grid25`` are not reached; samplers and the likelihood use an exponential
   moving average of the weights. ``lr=4e-3`` and batch 512 for 6,000 steps: the best of the
   settings tried at the same time budget.
+- ``prior=None``: in 2-D the network alone; beyond, fitted twice, with and without a Gaussian-mixture
+  prior field (the network adds to the closed-form velocity of the path to a mixture fitted to the
+  rows, ``genzoo.families._prior``), keeping the better held-out ODE likelihood (``prior_``; twice the
+  fit). 10-D tilted mixture: held-out gap 0.281 -> 0.054 nats, on support 94 -> 98.7%; three rings in
+  6-D keep the network alone (with the prior 1.05 against 0.22).
 - ``early_stopping=False``: the validation loss is dominated by the target's irreducible
   variance, and stopping at its noisy minimum ends training too early.
 - Sampling: fixed-step Euler / Heun / RK4 or adaptive dopri5 (``samplers.ode``) in log-time
@@ -65,6 +70,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._prior import MixturePrior
 from genzoo.families._wide import scaled_width
 from genzoo.nn.velocity import VelocityModel, velocity_net
 from genzoo.objectives.guidance import guided_velocity
@@ -97,7 +103,7 @@ SAMPLER = [Options((*METHODS, "dpm++"))]
 
 
 @register("flow_matching")
-class FlowMatching(LinearPathImputation, TorchGenerativeModel):
+class FlowMatching(MixturePrior, LinearPathImputation, TorchGenerativeModel):
     """Flow matching on the linear path (stable target field, or minibatch OT); ODE sampling, exact ODE likelihood.
 
     Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
@@ -158,6 +164,14 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         Reverse steps of RePaint imputation.
     resample : int, default=10
         RePaint resamplings per step (each with a jump back).
+    prior : {'none', 'mixture'} or None, default=None
+        'mixture': the network's velocity is added to the closed-form velocity of the path to a
+        full-covariance Gaussian mixture fitted to the training rows (``genzoo.families._prior``), so it
+        learns what the mixture misses; 'none': the network alone; None: 'none' in 2-D, on images and
+        without held-out rows, otherwise both are fitted and the better held-out ODE likelihood is kept
+        (``prior_``).
+    prior_components : int or None, default=None
+        Gaussians of the prior; None = the BIC choice among 1, 2, 4, 8, 16 on the training rows.
     {shared_parameters}
 
     Examples
@@ -183,6 +197,7 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         "sample_steps": POSITIVE_INT, "likelihood_method": ODE_METHOD, "likelihood_steps": POSITIVE_INT,
         "rtol": POSITIVE, "atol": POSITIVE, "impute_method": [Options(("auto", "grid", "sir", "repaint"))],
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT,
+        "prior": [Options(("none", "mixture")), None], "prior_components": [*POSITIVE_INT, None],
     }
 
     def __init__(self, *, coupling: str = "independent", hidden: int | None = None, layers: int = 4, time_dim: int = 32,
@@ -192,7 +207,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                  ema_decay: float = 0.999, sampler: str = "heun", sample_steps: int = 50,
                  likelihood_method: str = "rk4", likelihood_steps: int = 64, rtol: float = 1e-5,
                  atol: float = 1e-5, impute_method: str = "auto", impute_steps: int = 50, resample: int = 10,
-                 max_steps: int = 6000, batch_size: int = 512, lr: float = 4e-3,
+                 prior: str | None = None, prior_components: int | None = None, max_steps: int = 6000,
+                 batch_size: int = 512, lr: float = 4e-3,
                  validation_fraction: float = 0.1, early_stopping: bool = False, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.coupling = coupling
@@ -216,6 +232,8 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
         self.impute_method = impute_method
         self.impute_steps = impute_steps
         self.resample = resample
+        self.prior = prior
+        self.prior_components = prior_components
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -233,8 +251,12 @@ class FlowMatching(LinearPathImputation, TorchGenerativeModel):
                                           layers=int(self.layers),
                                           time_dim=int(self.time_dim), time_scale=float(self.time_scale),
                                           fourier_features=int(self.fourier_features),
-                                          fourier_scale=float(self.fourier_scale)),
+                                          fourier_scale=float(self.fourier_scale),
+                                          prior_components=int(getattr(self, "prior_components_", 0))),
                              ema_decay=float(self.ema_decay))
+
+    def _mixture_field(self):
+        return self.module_.net.prior
 
     def _loss(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Conditional flow matching on the linear path: independent noise and the stable target, or minibatch OT."""

@@ -685,12 +685,10 @@ class GaussianMixtureBase(nn.Module):
                    max_rows: int = 20_000) -> None:
         """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; per-class weights from
         the mean responsibilities of each class's rows."""
-        from sklearn.mixture import GaussianMixture
+        from genzoo.nn.gaussian_mixture import fit_gaussian_mixture
 
         a = u.detach().double().cpu().numpy()
-        rows = np.random.default_rng(seed).permutation(len(a))[:max_rows]
-        gm = GaussianMixture(self.components, covariance_type="full", reg_covar=1e-5, max_iter=300,
-                             random_state=seed).fit(a[rows])
+        gm = fit_gaussian_mixture(a, self.components, seed=seed, max_rows=max_rows)
         P = torch.as_tensor(gm.precisions_cholesky_)  # (K, D, D) upper
         raw = P * self.mask.cpu().double() + torch.diag_embed(torch.diagonal(P, dim1=-2, dim2=-1).log())
         self.raw_prec.copy_(raw.to(self.raw_prec))
@@ -704,23 +702,6 @@ class GaussianMixtureBase(nn.Module):
             self.logits.copy_(torch.as_tensor(np.log(per.clip(1e-6))).to(self.logits))
 
 
-def choose_mixture_components(u: np.ndarray, candidates=(1, 2, 4, 8, 16), seed: int = 0,
-                              max_rows: int = 10_000) -> int:
-    """The number of full-covariance Gaussians that minimises BIC on (at most ``max_rows`` of) ``u``."""
-    from sklearn.mixture import GaussianMixture
-
-    a = np.asarray(u, dtype=np.float64)
-    a = a[np.random.default_rng(seed).permutation(len(a))[:max_rows]]
-    best, best_k = math.inf, 1
-    for k in candidates:
-        if k * (a.shape[1] * (a.shape[1] + 3) / 2 + 1) >= len(a) / 2:  # too many parameters for the rows
-            break
-        b = GaussianMixture(k, covariance_type="full", reg_covar=1e-5, max_iter=300, random_state=seed).fit(a).bic(a)
-        if b < best:
-            best, best_k = b, k
-    return best_k
-
-
 __all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
            "SplineCoupling", "MixtureCDFCoupling", "mixture_cdf", "ActNorm", "InvertibleLinear",
-           "InvertibleSequence", "GaussianMixtureBase", "choose_mixture_components"]
+           "InvertibleSequence", "GaussianMixtureBase"]

@@ -1,0 +1,80 @@
+"""A Gaussian-mixture prior field for the families that learn a denoiser or a velocity (flow matching,
+diffusion): the network's output is added to the closed-form prediction for a full-covariance mixture
+fitted to the training rows (:class:`genzoo.nn.gaussian_mixture.GaussianMixtureField`), so it learns only
+what the mixture gets wrong, and starts as the mixture (its last layer at zero).
+
+Why: on 10,000 rows of a 10-D mixture of tilted Gaussians the networks alone overfit (flow matching
+held-out NLL 0.28 nats above the true entropy, training rows 0.12; diffusion 0.41), while the
+mixture's own estimation error is about 0.05; with the prior, flow matching reaches 0.054 (98.7% of
+samples on the support against 94%). On curved data the prior hurts (three rings in 6-D: 0.22 -> 1.05):
+the network must cancel a field that points the wrong way. Hence ``prior=None`` fits both beyond 2-D
+and keeps the better held-out likelihood (about twice the fit time), as the flow does with its base.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MixturePrior:
+    """Mixin for a ``TorchGenerativeModel`` with hyperparameters ``prior`` ('none', 'mixture' or None)
+    and ``prior_components``; the family builds its network with ``prior_components_`` Gaussians and
+    says where their field is (``_mixture_field``). Fitted attributes: ``prior_`` (the kept choice),
+    ``prior_components_`` (0 without), ``prior_losses_`` (each choice's held-out NLL per row, standardised
+    units)."""
+
+    def _mixture_field(self):
+        raise NotImplementedError
+
+    def _prior_candidates(self, dim: int) -> tuple[str, ...]:
+        """The one asked for, or (``prior=None``) none in <= 2-D, on images and without held-out rows;
+        beyond that both, the better held-out likelihood kept."""
+        if self.prior is not None:
+            return (self.prior,)
+        if dim <= 2 or getattr(self, "image_shape_", None) is not None or not self.validation_fraction:
+            return ("none",)
+        return ("mixture", "none")
+
+    def _setup(self, Z_train: np.ndarray) -> None:
+        """With the mixture prior its size (``prior_components`` or the BIC choice on the training rows) is
+        fixed before the network is built; ``_prepare`` then fits it."""
+        from genzoo.nn.gaussian_mixture import choose_mixture_components
+
+        self.prior_components_ = 0
+        if getattr(self, "prior_", "none") == "mixture":
+            given = getattr(self, "prior_components", None)
+            self.prior_components_ = int(given) if given is not None else choose_mixture_components(Z_train)
+        super()._setup(Z_train)
+
+    def _prepare(self, Z: np.ndarray) -> None:
+        super()._prepare(Z)
+        if self.prior_components_:
+            from genzoo.nn.gaussian_mixture import fit_gaussian_mixture
+
+            gm = fit_gaussian_mixture(Z, self.prior_components_)
+            self._mixture_field().set_mixture(gm.weights_, gm.means_, gm.covariances_)
+
+    def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
+        from genzoo.training import split_rows, train
+
+        candidates = self._prior_candidates(Z.shape[1])
+        held = split_rows(len(Z), float(self.validation_fraction or 0.0), seed)[1][:1000]
+
+        def held_out_nll(rec) -> float:  # the model's likelihood of (up to 1,000 of) the validation rows
+            if len(candidates) == 1 or not len(held):
+                return rec.best_val_loss
+            return -float(np.mean(self._log_prob_std(Z[held], None if y is None else y[held])))
+
+        def fit_once(name: str):
+            name = name.replace("(none)", "(no prior)").replace("(mixture)", "(mixture prior)")
+            return self._record_phase(train(self, Z, y, self._default_phase(name), seed))
+
+        self.prior_losses_ = self._fit_keeping_best(candidates, "prior_", fit_once, held_out_nll,
+                                                    keep=("prior_components_",))
+
+    def _get_meta(self) -> dict:
+        return {**super()._get_meta(), "prior_components_": int(getattr(self, "prior_components_", 0)),
+                "prior_": getattr(self, "prior_", "none")}
+
+
+__all__ = ["MixturePrior"]
