@@ -26,12 +26,16 @@ class MixturePrior:
     def _mixture_field(self):
         raise NotImplementedError
 
+    def _held_out_fraction(self) -> float:
+        """The share of rows the training phase holds out (the family's default phase decides)."""
+        return float(self._default_phase().validation_fraction or 0.0)
+
     def _prior_candidates(self, dim: int) -> tuple[str, ...]:
         """The one asked for, or (``prior=None``) none in <= 2-D, on images and without held-out rows;
         beyond that both, the better held-out likelihood kept."""
         if self.prior is not None:
             return (self.prior,)
-        if dim <= 2 or getattr(self, "image_shape_", None) is not None or not self.validation_fraction:
+        if dim <= 2 or getattr(self, "image_shape_", None) is not None or not self._held_out_fraction():
             return ("none",)
         return ("mixture", "none")
 
@@ -58,7 +62,7 @@ class MixturePrior:
         from genzoo.training import split_rows, train
 
         candidates = self._prior_candidates(Z.shape[1])
-        held = split_rows(len(Z), float(self.validation_fraction or 0.0), seed)[1][:1000]
+        held = split_rows(len(Z), self._held_out_fraction(), seed)[1][:1000]
 
         def held_out_nll(rec) -> float:  # the model's likelihood of (up to 1,000 of) the validation rows
             if len(candidates) == 1 or not len(held):

@@ -62,8 +62,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families._prior import MixturePrior
 from genzoo.families._wide import scaled_width
 from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
+from genzoo.nn.gaussian_mixture import GaussianMixtureChain
 from genzoo.nn.made import MADE
 from genzoo.nn.mlp import LabelEmbedding
 from genzoo.nn.pixelcnn import PixelCNN
@@ -143,8 +145,12 @@ class _ARNet(nn.Module):
     leading member axis, (M, B, D, P)."""
 
     def __init__(self, dim: int, n_params: int, hidden: int, layers: int, n_classes: int, label_dim: int,
-                 dropout: float = 0.0, image: tuple[int, int] | None = None, members: int = 1):
+                 dropout: float = 0.0, image: tuple[int, int] | None = None, members: int = 1,
+                 prior_components: int = 0):
         super().__init__()
+        # a Gaussian-mixture chain beside the network, mixed per coordinate by a gate the network outputs
+        # (its last parameter per coordinate; see Autoregressive._member_log_probs)
+        self.prior = GaussianMixtureChain(dim, prior_components) if prior_components else None
         if members > 1:
             self.members = nn.ModuleList(_ARNet(dim, n_params, hidden, layers, n_classes, label_dim, dropout, image)
                                          for _ in range(members))
@@ -180,6 +186,9 @@ def mixture_conditionals(lp: torch.Tensor) -> torch.Tensor:
     prefix = torch.cumsum(lp, -1) - lp  # log p_m(x_<i), (M, B, D)
     return torch.logsumexp(prefix + lp, 0) - torch.logsumexp(prefix, 0)
 
+
+#: the prior gate's starting logit: sigmoid(3) = 0.95 of each conditional's mass on the mixture
+PRIOR_GATE_START = 3.0
 
 #: members of the default mixture on images (``members=None``)
 IMAGE_MEMBERS = 2
@@ -283,7 +292,7 @@ class _Discrete:
 
 # ----------------------------------------------------------------------------- the family
 @register("autoregressive")
-class Autoregressive(TextAutoregressive, TorchGenerativeModel):
+class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
     """MADE + per-coordinate mixture densities (arrays), a causal transformer (strings): exact likelihood.
 
     Parameters
@@ -330,6 +339,16 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         posterior stay exact. Costs ``members`` times the fit and sampling.
         None = 2 for the PixelCNN (digits, seeds 0 / 1: one model 80.0 / 79.9 test nats per
         image, two 79.6 / 79.3; each member trains on its own share of the batch), 1 for MADE.
+    prior : {'none', 'mixture'} or None, default=None
+        'mixture': each conditional is ``g p_mix(x_i | x_<i) + (1 - g) p_net(x_i | x_<i)``, ``p_mix`` the
+        exact conditional of a full-covariance Gaussian mixture fitted to the rows
+        (``genzoo.nn.gaussian_mixture.GaussianMixtureChain``) and the gate ``g`` one more output of the
+        network (starting at 0.95): still a normalised chain-rule model, exact likelihood, sampling and
+        suffix imputation. Continuous rows and one network only. 'none': the network alone. None: 'none'
+        in 2-D, on images, with discrete columns or members; otherwise both are fitted and the better
+        held-out likelihood is kept (``prior_``; ``genzoo.families._prior``).
+    prior_components : int or None, default=None
+        Gaussians of the prior; None = the BIC choice among 1, 2, 4, 8, 16 on the training rows.
     validation_fraction : float or None, default=None
         Share of the training rows held out to keep the best checkpoint and to stop early.
         None = 0.1, but 0 for the PixelCNN, whose fixed ``image_steps`` budget on a cosine
@@ -380,6 +399,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         "dropout": [*UNIT_OPEN_RIGHT, None], "network": [Options(("auto", "made", "pixelcnn"))],
         "batch_size": [*POSITIVE_INT, None], "image_steps": POSITIVE_INT, "members": [*POSITIVE_INT, None],
         "validation_fraction": [*TRAINING["validation_fraction"], None],
+        "prior": [Options(("none", "mixture")), None], "prior_components": [*POSITIVE_INT, None],
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -394,7 +414,8 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
                  text_dropout: float = 0.1, text_steps: int = 4000, text_batch: int = 2048, text_lr: float = 2e-3,
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
                  guidance: float = 1.0, max_steps: int = 6000, batch_size: int | None = None,
-                 image_steps: int = 1000, members: int | None = None, lr: float = 2e-3,
+                 image_steps: int = 1000, members: int | None = None, prior: str | None = None,
+                 prior_components: int | None = None, lr: float = 2e-3,
                  validation_fraction: float | None = None, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.n_components = n_components
@@ -423,6 +444,8 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         self.lr = lr
         self.validation_fraction = validation_fraction
         self.members = members
+        self.prior = prior
+        self.prior_components = prior_components
         self.early_stopping = early_stopping
         self.patience = patience
         self.random_state = random_state
@@ -475,13 +498,31 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
             drop = 0.4 if self.dropout is None else float(self.dropout)
             return _ARNet(dim, n_params, int(self.hidden or 32), int(self.layers or 6), n_classes, int(self.label_dim),
                           drop, image=grid, members=int(self.members or IMAGE_MEMBERS))
-        return _ARNet(dim, n_params, scaled_width(self.hidden, dim, 128), int(self.layers or 3), n_classes,
-                      int(self.label_dim), float(self.dropout or 0.0), members=int(self.members or 1))
+        k = int(getattr(self, "prior_components_", 0))
+        return _ARNet(dim, n_params + (1 if k else 0), scaled_width(self.hidden, dim, 128), int(self.layers or 3),
+                      n_classes, int(self.label_dim), float(self.dropout or 0.0), members=int(self.members or 1),
+                      prior_components=k)
+
+    def _mixture_field(self):
+        return self.module_.prior
+
+    def _prior_candidates(self, dim: int) -> tuple[str, ...]:
+        """As ``MixturePrior``'s, and only for a single network on continuous rows: the gate mixes two
+        densities per coordinate, which discrete conditionals and member mixtures do not take."""
+        if self._cat is not None or self._pixel_grid is not None or int(self.members or 1) > 1:
+            if self.prior == "mixture":
+                raise ValueError("prior='mixture' needs continuous columns, no image and members=1")
+            return ("none",)
+        return super()._prior_candidates(dim)
 
     def _prepare(self, Z_train: np.ndarray) -> None:
         """Start every nominal (categorical) conditional at the training frequencies of its levels
         (the output bias of a MADE; a context-free first coordinate would otherwise crawl there)."""
         super()._prepare(Z_train)
+        if self.module_.prior is not None:  # the gate starts at sigmoid(3) = 0.95 on the mixture
+            with torch.no_grad():
+                made = self.module_.made
+                made.out.bias.view(made.dim, made.out_per_dim)[:, self._head.n_params] = PRIOR_GATE_START
         cat, nets = self._cat, [n for n in self.module_.nets if isinstance(n, MADE)]
         if cat is None or not nets:
             return
@@ -517,15 +558,27 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
         if raw.dim() == 4:
             return torch.stack([self._member_log_probs(z, y, r) for r in raw])
         cat = self._cat
+        hn = self._head.n_params
+        if self.module_.prior is not None:  # gate g: g p_mixture(z_i | z_<i) + (1 - g) p_network(z_i | z_<i)
+            gate = raw[..., hn]
+            return torch.logaddexp(F.logsigmoid(gate) + self.module_.prior.log_prob_coords(z),
+                                   F.logsigmoid(-gate) + self._head.log_prob(raw[..., :hn], z))
         if cat is None:
-            return self._head.log_prob(raw, z)
-        lp = self._head.log_prob(raw[..., :self._head.n_params], z)
+            return self._head.log_prob(raw[..., :hn], z)
+        lp = self._head.log_prob(raw[..., :hn], z)
         c = cat.coords
         lpc = cat.log_prob(raw[:, c], z[:, c])
         return lp.index_copy(1, c, lpc.to(lp.dtype))
 
-    def _draw_coord(self, raw: torch.Tensor, i: int) -> torch.Tensor:
-        """One draw of coordinate ``i`` per row from its conditional with parameters ``raw`` (B, P)."""
+    def _draw_coord(self, raw: torch.Tensor, i: int, z: torch.Tensor | None = None) -> torch.Tensor:
+        """One draw of coordinate ``i`` per row from its conditional with parameters ``raw`` (B, P) (and,
+        with a mixture prior, the rows ``z`` whose coordinates before ``i`` are set)."""
+        prior = self.module_.prior
+        if prior is not None:
+            hn = self._head.n_params
+            net_draw = self._head.sample(raw[..., :hn])
+            use_prior = torch.rand_like(net_draw) < torch.sigmoid(raw[..., hn])
+            return torch.where(use_prior, prior.sample_coord(z, i).to(net_draw.dtype), net_draw)
         cat = self._cat
         if cat is not None:
             hit = torch.nonzero(cat.coords == i)
@@ -599,7 +652,7 @@ class Autoregressive(TextAutoregressive, TorchGenerativeModel):
                 prefix = self._member_log_probs(z[rows], yr, raw)[..., :i].sum(-1)  # (M, b)
                 pick = torch.multinomial(torch.softmax(prefix.T.double(), 1), 1)[:, 0]
                 raw = raw[pick, torch.arange(len(pick), device=raw.device)]  # (b, D, P)
-            z[rows, i] = self._draw_coord(raw[:, i], i)
+            z[rows, i] = self._draw_coord(raw[:, i], i, z[rows])
             nfe += 1
         self.last_nfe_ = nfe
         return z

@@ -89,4 +89,56 @@ class GaussianMixtureField(nn.Module):
         return (post[..., None] * out).sum(1)
 
 
-__all__ = ["fit_gaussian_mixture", "choose_mixture_components", "CANDIDATES", "GaussianMixtureField"]
+class GaussianMixtureChain(nn.Module):
+    """A full-covariance Gaussian mixture written as a chain of 1-D conditionals, as an autoregressive
+    model sees it: ``p(x_i | x_<i) = sum_k r_k(x_<i) N(x_i; m_ki(x_<i), L_k,ii^2)``.
+
+    With ``Sigma_k = L_k L_k^T`` (Cholesky, lower) and ``e_k = L_k^-1 (x - mu_k)``, coordinate ``i`` of
+    component ``k`` is ``x_i = mu_ki + sum_{j<i} L_k,ij e_kj + L_k,ii e_ki``: its conditional mean is the
+    first two terms, its scale ``L_k,ii``, and ``r_k`` is the component's posterior given the prefix
+    (weight times the prefix's density). The conditionals multiply to the mixture's density exactly.
+    Buffers only, filled by ``set_mixture``.
+    """
+
+    def __init__(self, dim: int, components: int):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("log_weights", torch.zeros(components))
+        self.register_buffer("means", torch.zeros(components, dim))
+        self.register_buffer("chol", torch.eye(dim).repeat(components, 1, 1))  # (K, D, D) lower
+
+    @torch.no_grad()
+    def set_mixture(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> None:
+        L = np.linalg.cholesky(np.asarray(covariances, dtype=np.float64))
+        for buf, val in ((self.log_weights, np.log(np.clip(weights, 1e-12, None))), (self.means, means),
+                         (self.chol, L)):
+            buf.copy_(torch.as_tensor(np.asarray(val), dtype=buf.dtype))
+
+    def _parts(self, x: torch.Tensor):
+        """Whitened offsets ``e`` (B, K, D), per-coordinate component log-densities (B, K, D) and the
+        log prefix weights ``log w_k + sum_{j<i} (...)`` (B, K, D)."""
+        L = self.chol.to(x.dtype)
+        diff = (x[:, None, :] - self.means.to(x.dtype)).permute(1, 2, 0)  # (K, D, B)
+        e = torch.linalg.solve_triangular(L, diff, upper=False).permute(2, 0, 1)  # (B, K, D)
+        log_diag = torch.diagonal(L, dim1=-2, dim2=-1).log()  # (K, D)
+        lc = -0.5 * e * e - log_diag - 0.5 * math.log(2 * math.pi)  # (B, K, D)
+        prefix = self.log_weights.to(x.dtype)[None, :, None] + torch.cumsum(lc, -1) - lc  # exclusive
+        return e, lc, prefix
+
+    def log_prob_coords(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | x_<i)`` for every coordinate, (B, D); their sum is the mixture's log-density."""
+        _, lc, prefix = self._parts(x)
+        return torch.logsumexp(prefix + lc, 1) - torch.logsumexp(prefix, 1)
+
+    def sample_coord(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """One draw of coordinate ``i`` per row given ``x[:, :i]`` (later entries are ignored), (B,)."""
+        e, _, prefix = self._parts(x)
+        k = torch.multinomial(torch.softmax(prefix[:, :, i].double(), -1), 1)[:, 0]  # (B,)
+        L = self.chol.to(x.dtype)[k]  # (B, D, D)
+        rows = torch.arange(len(x), device=x.device)
+        mean = self.means.to(x.dtype)[k, i] + (L[:, i, :i] * e[rows, k, :i]).sum(-1)
+        return mean + L[:, i, i] * torch.randn_like(mean)
+
+
+__all__ = ["fit_gaussian_mixture", "choose_mixture_components", "CANDIDATES", "GaussianMixtureField",
+           "GaussianMixtureChain"]

@@ -16,13 +16,13 @@ def _mixture(seed=0):
 
 
 def test_integrating_the_field_from_noise_gives_the_mixture():
-    """RK4 from t = 0 to 1 on 40,000 N(0, I) draws ends on the mixture: per-component share, mean and
+    """RK4 from t = 0 to 1 on 20,000 N(0, I) draws ends on the mixture: per-component share, mean and
     covariance (components told apart by the first coordinate's sign) match the mixture's own."""
     w, mu, covs = _mixture()
     field = GaussianMixtureField(3, 2).double()
     field.set_mixture(w, mu, covs)
-    x = torch.randn(40_000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    n = 400
+    x = torch.randn(20_000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    n = 150
     ts = 1 - (1 - torch.linspace(0, 1, n + 1, dtype=torch.float64)) ** 2  # finer steps near the data
     for a, b in zip(ts[:-1], ts[1:]):
         h = float(b - a)
@@ -89,3 +89,27 @@ def test_bic_finds_the_number_of_separated_components():
     X = np.concatenate([rng.normal(c, 0.2, (1500, 4)) for c in (-3, 0, 3)])
     assert choose_mixture_components(X, candidates=(1, 2, 3, 4, 8)) == 3
     assert fit_gaussian_mixture(X, 3).converged_
+
+
+def test_the_chain_of_conditionals_is_the_mixture():
+    """``GaussianMixtureChain``: the conditionals sum to the mixture's log-density (SciPy), and drawing
+    the coordinates one after another gives the mixture's moments."""
+    from scipy.stats import multivariate_normal
+
+    from genzoo.nn.gaussian_mixture import GaussianMixtureChain
+
+    w, mu, covs = _mixture()
+    chain = GaussianMixtureChain(3, 2).double()
+    chain.set_mixture(w, mu, covs)
+    x = np.random.default_rng(0).normal(size=(50, 3)) * 2
+    want = np.log(sum(w[k] * multivariate_normal(mu[k], covs[k]).pdf(x) for k in range(2)))
+    got = chain.log_prob_coords(torch.as_tensor(x)).sum(1).numpy()
+    assert np.allclose(got, want, atol=1e-9)
+    torch.manual_seed(0)
+    z = torch.zeros(100_000, 3, dtype=torch.float64)
+    for i in range(3):
+        z[:, i] = chain.sample_coord(z, i)
+    z = z.numpy()
+    mean = w @ mu
+    cov = sum(w[k] * (covs[k] + np.outer(mu[k], mu[k])) for k in range(2)) - np.outer(mean, mean)
+    assert np.allclose(z.mean(0), mean, atol=0.03) and np.allclose(np.cov(z.T), cov, atol=0.06)
