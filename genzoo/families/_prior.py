@@ -77,8 +77,10 @@ class MixturePrior:
                                                     keep=("prior_components_",))
 
     def _get_meta(self) -> dict:
+        losses = getattr(self, "prior_losses_", None)
         return {**super()._get_meta(), "prior_components_": int(getattr(self, "prior_components_", 0)),
-                "prior_": getattr(self, "prior_", "none")}
+                "prior_": getattr(self, "prior_", "none"),
+                "prior_losses_": None if losses is None else {k: float(v) for k, v in losses.items()}}
 
 
 __all__ = ["MixturePrior"]

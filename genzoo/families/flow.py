@@ -279,8 +279,10 @@ class Flow(TorchGenerativeModel):
             self.module_.transform.initialize(z, self.module_.context(None, len(z)), n_blocks=n_blocks)
 
     def _get_meta(self) -> dict:
+        losses = getattr(self, "base_losses_", None)
         return {**super()._get_meta(), "base_components_": int(getattr(self, "base_components_", 0)),
-                "base_": getattr(self, "base_", "normal")}
+                "base_": getattr(self, "base_", "normal"),
+                "base_losses_": None if losses is None else {k: float(v) for k, v in losses.items()}}
 
     def _configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.AdamW(self.module_.parameters(), lr=lr, weight_decay=float(self.weight_decay))]

@@ -233,7 +233,7 @@ def test_beyond_two_columns_the_better_base_is_kept_by_held_out_likelihood(tmp_p
     assert np.all(np.abs(np.abs(S[:, 0]) - 1.5) < 1.5)  # on one of the two blobs
     model.save(tmp_path / "m.genzoo")
     again = gz.load(tmp_path / "m.genzoo")
-    assert again.base_ == "mixture"
+    assert again.base_ == "mixture" and again.base_losses_ == pytest.approx(model.base_losses_)
     np.testing.assert_allclose(again.score_samples(Xte[:50]), model.score_samples(Xte[:50]), rtol=1e-6, atol=1e-6)
     normal = gz.make("flow", base="normal", max_steps=150, hidden=16, n_layers=4, random_state=0, verbose=0).fit(X)
     assert normal.base_ == "normal" and normal.base_components_ == 0 and len(normal.phases_) == 1

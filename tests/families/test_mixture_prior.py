@@ -58,6 +58,7 @@ def test_beyond_two_columns_the_better_prior_is_kept(family, tmp_path):
     m.save(tmp_path / "m.genzoo")
     again = gz.load(tmp_path / "m.genzoo")
     assert again.prior_ == "mixture" and again.prior_components_ == m.prior_components_
+    assert again.prior_losses_ == pytest.approx(m.prior_losses_)
     np.testing.assert_allclose(again.score_samples(Xte[:20]), m.score_samples(Xte[:20]), rtol=1e-5, atol=1e-5)
     plain = gz.make(family, prior="none", **kw).fit(X)
     assert plain.prior_ == "none" and plain.prior_components_ == 0 and len(plain.phases_) == 1
