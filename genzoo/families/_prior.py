@@ -1,7 +1,10 @@
-"""A Gaussian-mixture prior field for the families that learn a denoiser or a velocity (flow matching,
-diffusion): the network's output is added to the closed-form prediction for a full-covariance mixture
-fitted to the training rows (:class:`genzoo.nn.gaussian_mixture.GaussianMixtureField`), so it learns only
-what the mixture gets wrong, and starts as the mixture (its last layer at zero).
+"""A Gaussian-mixture prior for flow matching, diffusion and the autoregressive family: a full-covariance
+mixture fitted to the training rows that the network corrects. Flow matching and diffusion add the
+network's output to the mixture's closed-form velocity / ``v``
+(:class:`genzoo.nn.gaussian_mixture.GaussianMixtureField`), so it learns only what the mixture gets wrong
+and starts as the mixture (its last layer at zero); the autoregressive family mixes each conditional
+with the mixture's exact one by a learned gate (:class:`genzoo.nn.gaussian_mixture.GaussianMixtureChain`).
+(The flow's counterpart is its mixture base, ``base=None``.)
 
 Why: on 10,000 rows of a 10-D mixture of tilted Gaussians the networks alone overfit (flow matching
 held-out NLL 0.28 nats above the true entropy, training rows 0.12; diffusion 0.41), while the
@@ -20,8 +23,8 @@ class MixturePrior:
     """Mixin for a ``TorchGenerativeModel`` with hyperparameters ``prior`` ('none', 'mixture' or None)
     and ``prior_components``; the family builds its network with ``prior_components_`` Gaussians and
     says where their field is (``_mixture_field``). Fitted attributes: ``prior_`` (the kept choice),
-    ``prior_components_`` (0 without), ``prior_losses_`` (each choice's held-out NLL per row, standardised
-    units)."""
+    ``prior_components_`` (0 without), ``prior_losses_`` (each choice's held-out NLL per row in
+    standardised units when both were fitted; with one choice, that fit's best validation loss)."""
 
     def _mixture_field(self):
         raise NotImplementedError
