@@ -862,17 +862,19 @@ class TorchGenerativeModel(GenerativeModel):
         self._record_phase(train(self, Z, y, self._default_phase(), seed))
 
     def _fit_keeping_best(self, choices: tuple[str, ...], attr: str, fit_once: Callable[[str], PhaseRecord],
-                          score: Callable[[PhaseRecord], float], keep: tuple[str, ...] = ()) -> dict[str, float]:
-        """Fit once per choice (``self.<attr>`` set to it first; ``fit_once(name)`` trains and returns the
-        record) and keep the fit with the lowest ``score`` (a held-out loss), its module, history and the
-        fitted attributes named in ``keep``. Every fit's phases stay in ``phases_``, the kept one's last.
-        Returns each choice's score."""
+                          score: Callable[[PhaseRecord], float], keep: tuple[str, ...] = (),
+                          labels: dict[str, str] | None = None) -> dict[str, float]:
+        """Fit once per choice (``self.<attr>`` set to it first; ``fit_once(phase_name)`` trains and returns
+        the record; the phase is 'fit', or 'fit (<label>)' when there are several choices) and keep the fit
+        with the lowest ``score`` (a held-out loss), its module, history and the fitted attributes named
+        in ``keep``. Every fit's phases stay in ``phases_``, the kept one's last. Returns each choice's
+        score."""
         fits = []
         for choice in choices:
             setattr(self, attr, choice)
             self.history_ = {k: [] for k in self.history_}
             self.phases_ = []
-            rec = fit_once("fit" if len(choices) == 1 else f"fit ({choice})")
+            rec = fit_once("fit" if len(choices) == 1 else f"fit ({(labels or {}).get(choice, choice)})")
             value = float(score(rec))
             fits.append((value if math.isfinite(value) else math.inf, choice, self.module_, self.history_,
                          self.phases_, rec, {k: getattr(self, k) for k in keep}))

@@ -19,6 +19,26 @@ from __future__ import annotations
 import numpy as np
 
 
+def mixture_start_choices(model, asked: str | None, dim: int, held_out: float,
+                          choices: tuple[str, str]) -> tuple[str, ...]:
+    """Which fits a mixture start takes, ``choices = (with, without)``: the one ``asked`` for, or (None)
+    only ``without`` in <= 2-D, on images and without held-out rows (a choice by training loss would
+    favour the overfitted fit), and beyond that both, the better held-out likelihood kept. Shared by the
+    flow's base and the priors below."""
+    if asked is not None:
+        return (asked,)
+    if dim <= 2 or getattr(model, "image_shape_", None) is not None or not held_out:
+        return (choices[1],)
+    return choices
+
+
+def mixture_size(given: int | None, Z: np.ndarray) -> int:
+    """Gaussians in a mixture start: ``given``, or the BIC choice on the rows ``Z``."""
+    from genzoo.nn.gaussian_mixture import choose_mixture_components
+
+    return int(given) if given is not None else choose_mixture_components(Z)
+
+
 class MixturePrior:
     """Mixin for a ``TorchGenerativeModel`` with hyperparameters ``prior`` ('none', 'mixture' or None)
     and ``prior_components``; the family builds its network with ``prior_components_`` Gaussians and
@@ -34,23 +54,13 @@ class MixturePrior:
         return float(self._default_phase().validation_fraction or 0.0)
 
     def _prior_candidates(self, dim: int) -> tuple[str, ...]:
-        """The one asked for, or (``prior=None``) none in <= 2-D, on images and without held-out rows;
-        beyond that both, the better held-out likelihood kept."""
-        if self.prior is not None:
-            return (self.prior,)
-        if dim <= 2 or getattr(self, "image_shape_", None) is not None or not self._held_out_fraction():
-            return ("none",)
-        return ("mixture", "none")
+        return mixture_start_choices(self, self.prior, dim, self._held_out_fraction(), ("mixture", "none"))
 
     def _setup(self, Z_train: np.ndarray) -> None:
         """With the mixture prior its size (``prior_components`` or the BIC choice on the training rows) is
         fixed before the network is built; ``_prepare`` then fits it."""
-        from genzoo.nn.gaussian_mixture import choose_mixture_components
-
-        self.prior_components_ = 0
-        if getattr(self, "prior_", "none") == "mixture":
-            given = getattr(self, "prior_components", None)
-            self.prior_components_ = int(given) if given is not None else choose_mixture_components(Z_train)
+        mixture = getattr(self, "prior_", "none") == "mixture"  # (rectified flow has no prior parameter)
+        self.prior_components_ = mixture_size(self.prior_components, Z_train) if mixture else 0
         super()._setup(Z_train)
 
     def _prepare(self, Z: np.ndarray) -> None:
@@ -73,11 +83,11 @@ class MixturePrior:
             return -float(np.mean(self._log_prob_std(Z[held], None if y is None else y[held])))
 
         def fit_once(name: str):
-            name = name.replace("(none)", "(no prior)").replace("(mixture)", "(mixture prior)")
             return self._record_phase(train(self, Z, y, self._default_phase(name), seed))
 
         self.prior_losses_ = self._fit_keeping_best(candidates, "prior_", fit_once, held_out_nll,
-                                                    keep=("prior_components_",))
+                                                    keep=("prior_components_",),
+                                                    labels={"mixture": "mixture prior", "none": "no prior"})
 
     def _get_meta(self) -> dict:
         losses = getattr(self, "prior_losses_", None)

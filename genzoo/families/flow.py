@@ -64,6 +64,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families._prior import mixture_size, mixture_start_choices
 from genzoo.families._wide import scaled_width
 from genzoo.nn.coupling import (
     ActNorm,
@@ -75,7 +76,6 @@ from genzoo.nn.coupling import (
     SplineCoupling,
     coupling_partitions,
 )
-from genzoo.nn.gaussian_mixture import choose_mixture_components
 from genzoo.nn.mlp import LabelEmbedding
 from genzoo.params import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
@@ -259,10 +259,8 @@ class Flow(TorchGenerativeModel):
     def _setup(self, Z_train: np.ndarray) -> None:
         """With a mixture base, its number of Gaussians (``base_components`` or, when None, the BIC
         choice on the training rows) is fixed before the network is built."""
-        self.base_components_ = 0
-        if getattr(self, "base_", "normal") == "mixture":
-            self.base_components_ = (int(self.base_components) if self.base_components is not None
-                                     else choose_mixture_components(Z_train))
+        mixture = getattr(self, "base_", "normal") == "mixture"
+        self.base_components_ = mixture_size(self.base_components, Z_train) if mixture else 0
         super()._setup(Z_train)
 
     def _prepare(self, Z: np.ndarray) -> None:
@@ -325,19 +323,10 @@ class Flow(TorchGenerativeModel):
             changes.setdefault("eval_every", IMAGE_EVAL_EVERY)
         return super()._default_phase(name, **changes)
 
-    def _base_candidates(self, dim: int) -> tuple[str, ...]:
-        """The bases a fit tries: the one asked for, or (``base=None``) the normal base in <= 2-D, on
-        images and without held-out rows, and beyond that both, keeping the better held-out likelihood."""
-        if self.base is not None:
-            return (self.base,)
-        if dim <= 2 or getattr(self, "image_shape_", None) is not None or not self.validation_fraction:
-            return ("normal",)  # (without held-out rows a choice by training loss would favour overfitting)
-        return ("mixture", "normal")
-
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
         def fit_once(name: str):
             try:
-                rec = self._record_phase(train(self, Z, y, self._default_phase(name.replace(")", " base)")), seed))
+                rec = self._record_phase(train(self, Z, y, self._default_phase(name), seed))
                 if self._ema is not None and self._ema_best_state is not None and self.early_stopping:
                     self.module_.load_state_dict(self._ema_best_state)
                 elif self._ema is not None:  # no early stopping: the final averaged weights
@@ -347,8 +336,11 @@ class Flow(TorchGenerativeModel):
             return rec
 
         # the held-out NLL (standardised units) of each base; the better fit is kept
-        self.base_losses_ = self._fit_keeping_best(self._base_candidates(Z.shape[1]), "base_", fit_once,
-                                                   lambda rec: rec.best_val_loss, keep=("base_components_",))
+        choices = mixture_start_choices(self, self.base, Z.shape[1], float(self.validation_fraction or 0.0),
+                                        ("mixture", "normal"))
+        self.base_losses_ = self._fit_keeping_best(choices, "base_", fit_once, lambda rec: rec.best_val_loss,
+                                                   keep=("base_components_",),
+                                                   labels={"mixture": "mixture base", "normal": "normal base"})
 
     # ------------------------------------------------------------------ density and sampling
     def _log_prob_std(self, Z, y: np.ndarray | None = None) -> np.ndarray:

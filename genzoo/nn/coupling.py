@@ -670,37 +670,28 @@ class GaussianMixtureBase(nn.Module):
         comp = -0.5 * (w * w).sum(-1) + logdet - 0.5 * self.dim * math.log(2 * math.pi)  # (B, K)
         return torch.logsumexp(comp + self.log_weights(y, len(u)), -1)
 
-    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        dev = self.means.device
+    def sample(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` draws (of class ``y`` when given), from torch's global generator."""
         probs = self.log_weights(y, n).exp()  # (n, K)
-        k = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (n,)
-        eps = torch.randn(n, self.dim, 1, device=dev, generator=generator)
+        k = torch.multinomial(probs, 1).squeeze(-1)  # (n,)
+        eps = torch.randn(n, self.dim, 1, device=self.means.device)
         P = self.precision_cholesky()[k]  # (n, D, D)
         # u - mu = P^-T eps has covariance P^-T P^-1 = Sigma
         offset = torch.linalg.solve_triangular(P.transpose(-2, -1), eps, upper=False).squeeze(-1)
         return self.means[k] + offset
 
     @torch.no_grad()
-    def initialize(self, u: torch.Tensor, y: torch.Tensor | None = None, seed: int = 0,
-                   max_rows: int = 20_000) -> None:
-        """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; per-class weights from
-        the mean responsibilities of each class's rows."""
+    def initialize(self, u: torch.Tensor, seed: int = 0, max_rows: int = 20_000) -> None:
+        """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; every class starts with its
+        weights (training makes them per class)."""
         from genzoo.nn.gaussian_mixture import fit_gaussian_mixture
 
-        a = u.detach().double().cpu().numpy()
-        gm = fit_gaussian_mixture(a, self.components, seed=seed, max_rows=max_rows)
+        gm = fit_gaussian_mixture(u.detach().double().cpu().numpy(), self.components, seed=seed, max_rows=max_rows)
         P = torch.as_tensor(gm.precisions_cholesky_)  # (K, D, D) upper
         raw = P * self.mask.cpu().double() + torch.diag_embed(torch.diagonal(P, dim1=-2, dim2=-1).log())
         self.raw_prec.copy_(raw.to(self.raw_prec))
         self.means.copy_(torch.as_tensor(gm.means_).to(self.means))
-        if y is None or len(self.logits) == 1:
-            self.logits.copy_(torch.as_tensor(np.log(gm.weights_.clip(1e-6)))[None].to(self.logits))
-        else:
-            resp = gm.predict_proba(a)  # (N, K)
-            yy = y.cpu().numpy()
-            per = np.stack([resp[yy == c].mean(0) if np.any(yy == c) else gm.weights_ for c in range(len(self.logits))])
-            self.logits.copy_(torch.as_tensor(np.log(per.clip(1e-6))).to(self.logits))
-
+        self.logits.copy_(torch.as_tensor(np.log(gm.weights_.clip(1e-6)))[None].to(self.logits))
 
 __all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
            "SplineCoupling", "MixtureCDFCoupling", "mixture_cdf", "ActNorm", "InvertibleLinear",
