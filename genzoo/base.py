@@ -256,6 +256,7 @@ class GenerativeModel(BaseEstimator):
         try:
             with self._family_view():
                 self._fit_std(Z, y_idx, seed)
+                self._fit_blocks(Z, y_idx, seed)
         finally:
             del self._progress
         self.last_nfe_ = None
@@ -381,6 +382,8 @@ class GenerativeModel(BaseEstimator):
         if y_idx is None and getattr(self, "classes_", None) is not None:
             # a model fitted with labels samples its marginal: y ~ class prior, then x ~ p(x | y)
             y_idx = np.random.default_rng(seed).choice(len(self.classes_), size=n, p=self.class_prior_)
+        if self._block_pairs():
+            return self._from_model(self._blocks_sample(n, seed, nfe, opts))
         if "guidance" in opts and "guidance" not in _hook_params(self._sample_std):
             # no classifier-free guidance here: its sampler draws p(x | y), which is guidance 1
             g = opts.pop("guidance")
@@ -428,8 +431,15 @@ class GenerativeModel(BaseEstimator):
         if int(n_frames) < 2:
             raise ValueError(f"n_frames must be >= 2; got {n_frames}")
         y_idx = self._encode_sample_labels(y, n)
-        with torch.no_grad(), self._family_view():
-            frames = self._sample_path_std(n, y_idx, seed_from(random_state), int(n_frames), **opts)
+        if self._block_pairs():
+            rng = np.random.default_rng(seed_from(random_state))
+            frames = np.empty((int(n_frames), n, self.dim_))
+            for cols, sub in self._block_pairs():
+                frames[:, :, cols] = sub.sample_path(n, random_state=int(rng.integers(2**62)),
+                                                     n_frames=n_frames, **opts)
+        else:
+            with torch.no_grad(), self._family_view():
+                frames = self._sample_path_std(n, y_idx, seed_from(random_state), int(n_frames), **opts)
         return np.stack([self._from_model(f, discretise=False) for f in frames])
 
     def _sample_path_std(self, n: int, y, seed: int, n_frames: int, **opts) -> list:
@@ -501,6 +511,12 @@ class GenerativeModel(BaseEstimator):
 
     def _log_prob_se_std(self, Z: np.ndarray, *y, **opts) -> tuple[np.ndarray, np.ndarray]:
         """``_log_prob_std`` and its per-row standard error (zeros for a family whose number is exact)."""
+        if self._block_pairs():  # a product of independent blocks: the blocks' log-densities add up
+            lp, var = 0.0, 0.0
+            for cols, sub in self._block_pairs():
+                lb, sb = sub.score_samples(Z[:, cols], return_se=True, **opts)
+                lp, var = lp + lb, var + sb ** 2
+            return lp, np.sqrt(var)
         if "return_se" in _hook_params(self._log_prob_std):
             lp, se = self._log_prob_std(Z, *y, return_se=True, **opts)
             return _to_numpy(lp), _to_numpy(se)
@@ -575,8 +591,13 @@ class GenerativeModel(BaseEstimator):
         if len(rows_some):
             # an observed integer / category is conditioned on at the middle of its cell
             Z = self._to_model(X[rows_some], u=0.5)
-            with torch.no_grad(), self._family_view():
-                Zf = _to_numpy(self._impute_std(Z, mm[rows_some], int(rng.integers(2**62)), **opts))
+            if self._block_pairs():  # each block from its own model: the blocks are independent
+                Zf = Z.copy()
+                for cols, sub in self._block_pairs():
+                    Zf[:, cols] = sub.impute(Z[:, cols], random_state=int(rng.integers(2**62)), **opts)
+            else:
+                with torch.no_grad(), self._family_view():
+                    Zf = _to_numpy(self._impute_std(Z, mm[rows_some], int(rng.integers(2**62)), **opts))
             filled = self._from_model(Zf)
             out[rows_some] = np.where(miss[rows_some], filled, out[rows_some])
         return self._as_images(spec.output(out, like))
@@ -589,7 +610,7 @@ class GenerativeModel(BaseEstimator):
 
         from safetensors.numpy import save as np_save
 
-        arrays = self._get_arrays()
+        arrays = {**self._get_arrays(), **self._blocks_arrays()}
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": self.family,
                 "genzoo_version": _version(), "params": _jsonable(self.get_params()),
                 "state": _jsonable(self._get_meta())}
@@ -618,9 +639,11 @@ class GenerativeModel(BaseEstimator):
         state = json.loads(json.dumps(_jsonable(self._get_meta())))
         state["device_"] = dev
         arrays = self._get_arrays()
+        blocks = self._blocks_arrays()
         self._set_meta(state)
         with self._family_view():
             self._set_arrays(arrays)
+        self._set_blocks(state, blocks)
         self.device_ = dev
         return self
 
@@ -629,6 +652,56 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         spec = getattr(self, "spec_", None)
         return spec if spec is not None else DataSpec.default(self.n_features_in_)
+
+    # ------------------------------------------------------------------ independent blocks
+    def _fit_blocks(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
+        """After ``_fit_std``: families that can model independent blocks apart fit them here
+        (:class:`genzoo.families._blocks.IndependentBlocks`); the rest keep their one model."""
+
+    def _block_pairs(self) -> list:
+        """``(columns, model)`` per block when the fit kept a product of independent blocks
+        (:mod:`genzoo.families._blocks`), else an empty list; the columns index the modelled ones."""
+        subs = getattr(self, "block_models_", None)
+        return list(zip(self.blocks_, subs)) if subs else []
+
+    def _blocks_sample(self, n: int, seed: int, nfe: int | None, opts: dict) -> np.ndarray:
+        """Rows of a product of blocks in standardised space: each block drawn by its model, independently.
+        ``last_nfe_`` is the most any block's sampler spent (the blocks' networks are separate)."""
+        rng = np.random.default_rng(seed)
+        Z, spent = np.empty((n, self.dim_)), []
+        for cols, sub in self._block_pairs():
+            Z[:, cols] = sub._sample_array(n, random_state=int(rng.integers(2**62)), nfe=nfe, **opts)
+            spent.append(getattr(sub, "last_nfe_", None))
+        self.last_nfe_ = None if None in spent else max(spent)
+        return Z
+
+    def _blocks_meta(self) -> dict:
+        pairs = self._block_pairs()
+        if not pairs:
+            return {}
+        return {"blocks_": [list(c) for c, _ in pairs],
+                "block_models_": [{"params": _jsonable(m.get_params()), "state": _jsonable(m._get_meta())}
+                                  for _, m in pairs]}
+
+    def _blocks_arrays(self) -> dict[str, np.ndarray]:
+        return {f"block{i}.{k}": v for i, (_, m) in enumerate(self._block_pairs()) for k, v in m._get_arrays().items()}
+
+    def _set_blocks(self, meta: dict, arrays: dict[str, np.ndarray] | None) -> None:
+        """Rebuild the blocks' models from a checkpoint's state (``meta``) and arrays."""
+        if not meta.get("block_models_"):
+            return
+        subs = []
+        for i, saved in enumerate(meta["block_models_"]):
+            sub = type(self)(**saved["params"])
+            state = dict(saved["state"], device_=self.device_)
+            sub._set_meta(state)
+            if arrays is not None:
+                prefix = f"block{i}."
+                with sub._family_view():
+                    sub._set_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            subs.append(sub)
+        self.blocks_ = [[int(j) for j in c] for c in meta["blocks_"]]
+        self.block_models_ = subs
 
     # ------------------------------------------------------------------ hooks for families
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
@@ -692,10 +765,12 @@ class GenerativeModel(BaseEstimator):
             meta["spec_"] = self.spec_.to_dict()
         if getattr(self, "image_shape_", None) is not None:
             meta["image_shape_"] = [int(s) for s in self.image_shape_]
-        return meta
+        return {**meta, **self._blocks_meta()}
 
     def _set_meta(self, meta: dict) -> None:
         for k, v in meta.items():
+            if k in ("blocks_", "block_models_"):  # rebuilt with their arrays (_set_blocks)
+                continue
             if k in ("loc_", "scale_", "z_lo_", "z_hi_", "class_prior_"):
                 v = np.asarray(v, dtype=np.float64)
             elif k == "classes_" and v is not None:
@@ -823,6 +898,10 @@ class TorchGenerativeModel(GenerativeModel):
                       early_stopping=bool(self.early_stopping), patience=int(self.patience),
                       verbose=bool(self.verbose), progress=getattr(self, "_progress", None))
         return dataclasses.replace(phase, **changes) if changes else phase
+
+    def _held_out_fraction(self) -> float:
+        """The share of rows the training phase holds out (the family's default phase decides)."""
+        return float(self._default_phase().validation_fraction or 0.0)
 
     def _fresh_dequantisation(self, step: Callable) -> Callable:
         """``step`` given batches whose integer / categorical columns carry fresh ``U[0, 1)`` noise each
@@ -958,8 +1037,10 @@ def load(path, device: str | torch.device | None = None) -> GenerativeModel:
         if dev is not None:
             state["device_"] = dev
         model._set_meta(state)
+        arrays = np_load(raw) if raw else {}
         with model._family_view():
-            model._set_arrays(np_load(raw) if raw else {})
+            model._set_arrays(arrays)
+        model._set_blocks(state, arrays)
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
         raise ValueError(f"{path} is a damaged {meta.get('family')} checkpoint ({str(e)[:120]})") from None
     return model

@@ -49,10 +49,6 @@ class MixturePrior:
     def _mixture_field(self):
         raise NotImplementedError
 
-    def _held_out_fraction(self) -> float:
-        """The share of rows the training phase holds out (the family's default phase decides)."""
-        return float(self._default_phase().validation_fraction or 0.0)
-
     def _prior_candidates(self, dim: int) -> tuple[str, ...]:
         return mixture_start_choices(self, self.prior, dim, self._held_out_fraction(), ("mixture", "none"))
 

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, _to_numpy, torch_seed
+from genzoo.families._blocks import IndependentBlocks
 from genzoo.families._prior import MixturePrior
 from genzoo.families._wide import scaled_width
 from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
@@ -292,7 +293,7 @@ class _Discrete:
 
 # ----------------------------------------------------------------------------- the family
 @register("autoregressive")
-class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
+class Autoregressive(IndependentBlocks, MixturePrior, TextAutoregressive, TorchGenerativeModel):
     """MADE + per-coordinate mixture densities (arrays), a causal transformer (strings): exact likelihood.
 
     Parameters
@@ -349,6 +350,11 @@ class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
         held-out likelihood is kept (``prior_``; ``genzoo.families._prior``).
     prior_components : int or None, default=None
         Gaussians of the prior; None = the BIC choice among 1, 2, 4, 8, 16 on the training rows.
+    factorise : bool or None, default=None
+        Beyond 2-D, on continuous columns without labels: look for blocks of columns independent of each
+        other and fit one model per block (``genzoo.families._blocks``). None: keep the product only when
+        its held-out likelihood beats the joint fit's; True: keep it whenever blocks are found; False:
+        the joint model only. Fitted: ``blocks_``, ``block_models_``, ``factorise_losses_``.
     validation_fraction : float or None, default=None
         Share of the training rows held out to keep the best checkpoint and to stop early.
         None = 0.1, but 0 for the PixelCNN, whose fixed ``image_steps`` budget on a cosine
@@ -400,6 +406,7 @@ class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
         "batch_size": [*POSITIVE_INT, None], "image_steps": POSITIVE_INT, "members": [*POSITIVE_INT, None],
         "validation_fraction": [*TRAINING["validation_fraction"], None],
         "prior": [Options(("none", "mixture")), None], "prior_components": [*POSITIVE_INT, None],
+        "factorise": ["boolean", None],
         "text_model": [Options(TEXT_MODELS)], "text_width": POSITIVE_INT, "text_layers": POSITIVE_INT,
         "text_heads": POSITIVE_INT, "text_dropout": UNIT_OPEN_RIGHT, "text_steps": POSITIVE_INT,
         "text_batch": POSITIVE_INT, "text_lr": POSITIVE, "text_weight_decay": NON_NEGATIVE, "text_alpha": POSITIVE,
@@ -415,7 +422,7 @@ class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
                  text_weight_decay: float = 0.1, text_alpha: float = 1.0, label_dropout: float = 0.1,
                  guidance: float = 1.0, max_steps: int = 6000, batch_size: int | None = None,
                  image_steps: int = 1000, members: int | None = None, prior: str | None = None,
-                 prior_components: int | None = None, lr: float = 2e-3,
+                 prior_components: int | None = None, factorise: bool | None = None, lr: float = 2e-3,
                  validation_fraction: float | None = None, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.n_components = n_components
@@ -446,6 +453,7 @@ class Autoregressive(MixturePrior, TextAutoregressive, TorchGenerativeModel):
         self.members = members
         self.prior = prior
         self.prior_components = prior_components
+        self.factorise = factorise
         self.early_stopping = early_stopping
         self.patience = patience
         self.random_state = random_state

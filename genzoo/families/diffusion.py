@@ -64,6 +64,7 @@ import torch
 from torch import nn
 
 from genzoo.base import TorchGenerativeModel, torch_seed
+from genzoo.families._blocks import IndependentBlocks
 from genzoo.families._prior import MixturePrior
 from genzoo.families._wide import ODE_GRID_MAX_EVALUATIONS, check_grid_cost, scaled_width
 from genzoo.nn.gaussian_mixture import GaussianMixtureField
@@ -130,7 +131,7 @@ class Denoiser(nn.Module):
 
 
 @register("diffusion")
-class Diffusion(MixturePrior, TorchGenerativeModel):
+class Diffusion(IndependentBlocks, MixturePrior, TorchGenerativeModel):
     """DDPM with a cosine schedule, v-prediction, EMA; ancestral/DDIM sampling, guidance, RePaint, PF-ODE likelihood.
 
     Fitted with labels, ``sample(n)`` draws the class from the training frequencies and
@@ -196,6 +197,11 @@ class Diffusion(MixturePrior, TorchGenerativeModel):
         rows, otherwise both are fitted and the better held-out PF-ODE likelihood is kept (``prior_``).
     prior_components : int or None, default=None
         Gaussians of the prior; None = the BIC choice among 1, 2, 4, 8, 16 on the training rows.
+    factorise : bool or None, default=None
+        Beyond 2-D, on continuous columns without labels: look for blocks of columns independent of each
+        other and fit one model per block (``genzoo.families._blocks``). None: keep the product only when
+        its held-out likelihood beats the joint fit's; True: keep it whenever blocks are found; False:
+        the joint model only. Fitted: ``blocks_``, ``block_models_``, ``factorise_losses_``.
     {shared_parameters}
 
     Examples
@@ -223,7 +229,7 @@ class Diffusion(MixturePrior, TorchGenerativeModel):
         "sample_steps": POSITIVE_INT, "sampler": [Options(SAMPLERS)], "guidance": NON_NEGATIVE,
         "impute_steps": POSITIVE_INT, "resample": POSITIVE_INT, "likelihood_steps": POSITIVE_INT,
         "likelihood_method": ODE_METHOD, "prior": [Options(("none", "mixture")), None],
-        "prior_components": [*POSITIVE_INT, None],
+        "prior_components": [*POSITIVE_INT, None], "factorise": ["boolean", None],
     }
 
     def __init__(self, *, schedule: str = "cosine", log_snr_min: float = -15.0, log_snr_max: float = 15.0,
@@ -235,6 +241,7 @@ class Diffusion(MixturePrior, TorchGenerativeModel):
                  guidance: float = 1.0, impute_steps: int = 100, resample: int = 10,
                  likelihood_steps: int = 32, likelihood_method: str = "rk4", prior: str | None = None,
                  prior_components: int | None = None, max_steps: int = 6000, batch_size: int = 512, lr: float = 2e-3,
+                 factorise: bool | None = None,
                  validation_fraction: float = 0.1, early_stopping: bool = True, patience: int = 8,
                  random_state=None, device: str = "auto", verbose: int = 0):
         self.schedule = schedule
@@ -260,6 +267,7 @@ class Diffusion(MixturePrior, TorchGenerativeModel):
         self.likelihood_method = likelihood_method
         self.prior = prior
         self.prior_components = prior_components
+        self.factorise = factorise
         self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
