@@ -107,6 +107,7 @@ class IndependentBlocks:
         for i, cols in enumerate(blocks):
             # the same seed, so each block's model holds out the same rows as the joint fit did
             sub = type(self)(**{**self.get_params(), "factorise": False, "random_state": seed})
+            sub._block_of_wider_table = True  # its mixture-start choices are the wide table's (_prior)
             sub.fit(Z[:, cols], progress=getattr(self, "_progress", None))
             names = ", ".join(f"x{j}" for j in cols)
             self.phases_ = [*self.phases_, *({**p, "name": f"{p['name']} (block {i + 1}: {names})"}
