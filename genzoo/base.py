@@ -692,7 +692,7 @@ class GenerativeModel(BaseEstimator):
             return
         subs = []
         for i, saved in enumerate(meta["block_models_"]):
-            sub = type(self)(**saved["params"])
+            sub = type(self)(**_params_from_json(type(self), saved["params"]))
             state = dict(saved["state"], device_=self.device_)
             sub._set_meta(state)
             if arrays is not None:
@@ -1027,11 +1027,7 @@ def load(path, device: str | torch.device | None = None) -> GenerativeModel:
         raise ValueError(f"{path} was written by a newer genzoo (format {meta['format_version']})")
     cls = family_class(meta.get("family"))
     try:
-        defaults = cls().get_params()
-        # JSON has no tuples: give tuple-valued hyperparameters back their type
-        params = {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-                  for k, v in meta["params"].items()}
-        model = cls(**params)
+        model = cls(**_params_from_json(cls, meta["params"]))
         state = dict(meta["state"])
         state.setdefault("fit_device_", state.get("device_", "cpu"))  # format 1 did not keep it apart
         if dev is not None:
@@ -1047,6 +1043,14 @@ def load(path, device: str | torch.device | None = None) -> GenerativeModel:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _params_from_json(cls, params: dict) -> dict:
+    """Hyperparameters read back from a checkpoint's JSON: JSON has no tuples, so tuple-valued ones
+    get their type back."""
+    defaults = cls().get_params()
+    return {k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
+            for k, v in params.items()}
+
+
 class _DiscreteAwareKind:
     """A family's ``likelihood_kind``, read through the fitted data spec: on a model fitted with
     integer or categorical columns an ``'exact'`` density scores the dequantisation bound, so it

@@ -242,8 +242,11 @@ class KDE(_PerClassModel):
         Silverman's rule by K-fold held-out likelihood.
     cv : int, default=3
         Folds of the bandwidth cross-validation.
-    max_train : int, default=5000
-        Rows kept for the estimate (a random subset above that; scoring costs O(rows)).
+    max_train : int, default=10000
+        Rows kept for the estimate (a random subset above that; scoring costs O(rows)). 10,000 rather
+        than 5,000 (2-D built-ins, 10,000 rows): held-out NLL - H 0.088 -> 0.039 on pinwheel, 0.026 ->
+        0.014 gaussians8, 0.126 -> 0.099 checkerboard, 0.015 -> 0.005 moons, 0.012 -> 0.006 ring; fit
+        5 -> 17 s, scoring 2.2x slower.
     random_state : int or None, default=None
         Seed of the subset, the folds and sampling.
     verbose : int, default=0
@@ -267,7 +270,7 @@ class KDE(_PerClassModel):
         "verbose": [Interval(int, 0, None), "boolean"], "device": ["device"],
     }
 
-    def __init__(self, *, bandwidth: float | str = "cv", cv: int = 3, max_train: int = 5000,
+    def __init__(self, *, bandwidth: float | str = "cv", cv: int = 3, max_train: int = 10_000,
                  random_state=None, verbose: int = 0, device: str = "cpu"):
         self.bandwidth = bandwidth
         self.cv = cv
