@@ -207,6 +207,21 @@ def test_train_reports_its_run_and_keeps_the_column_names(tmp_path, capsys):
     assert capsys.readouterr().out == a
 
 
+def test_train_says_which_column_blocks_it_kept(tmp_path, capsys):
+    """Two independent rings in four named columns: the product of two blocks is kept and named."""
+    rng = np.random.default_rng(0)
+    a, r = rng.uniform(0, 2 * np.pi, (1500, 2)), 2 + 0.1 * rng.standard_normal((1500, 2))
+    rows = np.column_stack([r[:, 0] * np.cos(a[:, 0]), r[:, 0] * np.sin(a[:, 0]),
+                            r[:, 1] * np.cos(a[:, 1]), r[:, 1] * np.sin(a[:, 1])])
+    data = tmp_path / "t.csv"
+    data.write_text("a1,a2,b1,b2\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    assert main(["train", "diffusion", "--data", str(data), "--out", str(tmp_path / "m.genzoo"), "--quiet",
+                 "--set", "max_steps=50", "--set", "prior=none", "--set", "factorise=true"]) == 0
+    out = capsys.readouterr().out
+    assert "kept a product of 2 independent column blocks (a1, a2 | b1, b2)" in out
+    assert "fit (block 2: b1, b2): 50 of 50 steps" in out
+
+
 def gz_ring(n: int) -> np.ndarray:
     import genzoo as gz
 
