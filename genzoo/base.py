@@ -59,6 +59,8 @@ DEQUANT_DRAWS = 16
 #: the fixed dequantisation noise of fit keeps this far from the cell edges, so a training step can
 #: recover the integer under a float32 row and draw fresh noise for it
 _DEQUANT_EDGE = 1e-3
+#: held-out rows a choice between fits is scored on (a mixture start or not, independent blocks or not)
+HELD_OUT_SCORED = 1000
 
 
 def dequant_draws(k: int) -> int:
@@ -902,6 +904,14 @@ class TorchGenerativeModel(GenerativeModel):
     def _held_out_fraction(self) -> float:
         """The share of rows the training phase holds out (the family's default phase decides)."""
         return float(self._default_phase().validation_fraction or 0.0)
+
+    def _held_out_split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, up to ``HELD_OUT_SCORED`` held-out rows) of the training phase under ``seed``:
+        the rows a choice between fits (a mixture start, independent blocks) is scored on."""
+        from genzoo.training import split_rows
+
+        train_rows, held = split_rows(n, self._held_out_fraction(), seed)
+        return train_rows, held[:HELD_OUT_SCORED]
 
     def _fresh_dequantisation(self, step: Callable) -> Callable:
         """``step`` given batches whose integer / categorical columns carry fresh ``U[0, 1)`` noise each

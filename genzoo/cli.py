@@ -205,7 +205,8 @@ def _blocks_line(model) -> str | None:
         return None
     blocks = getattr(model, "blocks_", None)
     if blocks:
-        names, keep = model.spec_.names, model.spec_.modelled
+        spec = model._spec()
+        names, keep = spec.names, spec.modelled
         parts = " | ".join(", ".join(str(names[keep[j]]) for j in b) for b in blocks)
         kept = f"a product of {len(blocks)} independent column blocks ({parts})"
     else:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def mixture_start_choices(model, asked: str | None, dim: int, held_out: float,
-                          choices: tuple[str, str]) -> tuple[str, ...]:
+def mixture_start_choices(model, asked: str | None, dim: int, choices: tuple[str, str]) -> tuple[str, ...]:
     """Which fits a mixture start takes, ``choices = (with, without)``: the one ``asked`` for, or (None)
     only ``without`` in <= 2-D, on images and without held-out rows (a choice by training loss would
     favour the overfitted fit), and beyond that both, the better held-out likelihood kept. Shared by the
@@ -31,7 +30,7 @@ def mixture_start_choices(model, asked: str | None, dim: int, held_out: float,
     if asked is not None:
         return (asked,)
     narrow = dim <= 2 and not getattr(model, "_block_of_wider_table", False)
-    if narrow or getattr(model, "image_shape_", None) is not None or not held_out:
+    if narrow or getattr(model, "image_shape_", None) is not None or not model._held_out_fraction():
         return (choices[1],)
     return choices
 
@@ -54,7 +53,7 @@ class MixturePrior:
         raise NotImplementedError
 
     def _prior_candidates(self, dim: int) -> tuple[str, ...]:
-        return mixture_start_choices(self, self.prior, dim, self._held_out_fraction(), ("mixture", "none"))
+        return mixture_start_choices(self, self.prior, dim, ("mixture", "none"))
 
     def _setup(self, Z_train: np.ndarray) -> None:
         """With the mixture prior its size (``prior_components`` or the BIC choice on the training rows) is
@@ -72,10 +71,10 @@ class MixturePrior:
             self._mixture_field().set_mixture(gm.weights_, gm.means_, gm.covariances_)
 
     def _fit_std(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
-        from genzoo.training import split_rows, train
+        from genzoo.training import train
 
         candidates = self._prior_candidates(Z.shape[1])
-        held = split_rows(len(Z), self._held_out_fraction(), seed)[1][:1000]
+        held = self._held_out_split(len(Z), seed)[1]
 
         def held_out_nll(rec) -> float:  # the model's likelihood of (up to 1,000 of) the validation rows
             if len(candidates) == 1 or not len(held):

@@ -345,8 +345,7 @@ class Flow(IndependentBlocks, TorchGenerativeModel):
             return rec
 
         # the held-out NLL (standardised units) of each base; the better fit is kept
-        choices = mixture_start_choices(self, self.base, Z.shape[1], float(self.validation_fraction or 0.0),
-                                        ("mixture", "normal"))
+        choices = mixture_start_choices(self, self.base, Z.shape[1], ("mixture", "normal"))
         self.base_losses_ = self._fit_keeping_best(choices, "base_", fit_once, lambda rec: rec.best_val_loss,
                                                    keep=("base_components_",),
                                                    labels={"mixture": "mixture base", "normal": "normal base"})

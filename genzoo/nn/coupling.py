@@ -682,8 +682,8 @@ class GaussianMixtureBase(nn.Module):
 
     @torch.no_grad()
     def initialize(self, u: torch.Tensor, seed: int = 0, max_rows: int = 20_000) -> None:
-        """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; every class starts with its
-        weights (training makes them per class)."""
+        """Fit the mixture by EM (scikit-learn, full covariances) to ``u``; every class starts with the
+        mixture's weights (training makes them per class)."""
         from genzoo.nn.gaussian_mixture import fit_gaussian_mixture
 
         gm = fit_gaussian_mixture(u.detach().double().cpu().numpy(), self.components, seed=seed, max_rows=max_rows)
@@ -692,6 +692,7 @@ class GaussianMixtureBase(nn.Module):
         self.raw_prec.copy_(raw.to(self.raw_prec))
         self.means.copy_(torch.as_tensor(gm.means_).to(self.means))
         self.logits.copy_(torch.as_tensor(np.log(gm.weights_.clip(1e-6)))[None].to(self.logits))
+
 
 __all__ = ["rq_spline", "gaussianising_spline", "ResidualNet", "coupling_partitions", "AffineCoupling",
            "SplineCoupling", "MixtureCDFCoupling", "mixture_cdf", "ActNorm", "InvertibleLinear",
