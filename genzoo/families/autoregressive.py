@@ -12,6 +12,10 @@ components:
   w -> 0 it is a logistic; with s -> 0 a box. One family of components thus fits the
   sharp Gaussian modes of ``gaussians8`` and the hard-edged squares of ``checkerboard``.
   A draw is mu + w (U - 1/2) + s Logistic, exactly.
+* ``'box_gaussian'``: the same box convolved with a Gaussian of scale s instead, density
+  (Phi((x-a)/s) - Phi((x-b)/s)) / (b - a): the same box and sharp-mode shapes with Gaussian
+  tails, so a conditional far from its data (a slice through a thin arm's tip) keeps less
+  stray mass than the logistic's exponential tails give it. A draw is mu + w (U - 1/2) + s N.
 * ``'logistic'``: a mixture of logistics (as in PixelCNN++, Salimans et al. 2017).
 * ``'gaussian'``: a mixture of Gaussians (the classical mixture density network).
 
@@ -73,15 +77,35 @@ from genzoo.nn.pixelcnn import PixelCNN
 from genzoo.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
 
-COMPONENTS = ("smoothed_uniform", "logistic", "gaussian")
+COMPONENTS = ("smoothed_uniform", "box_gaussian", "logistic", "gaussian")
+#: components with a box width parameter
+_BOXES = ("smoothed_uniform", "box_gaussian")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 # ----------------------------------------------------------------------------- 1-D mixtures
+def _log_normal_box(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """log of (Phi(z + r/2) - Phi(z - r/2)) / r: a unit-width box of width ``r`` convolved with N(0, 1), at ``z``.
+
+    Computed in the lower tail (reflected when the box's centre is past 0) as
+    log Phi(p) + log(1 - Phi(q) / Phi(p)), exact in float32 far into both tails; for a box narrower
+    than 1e-2 the midpoint rule log phi(z) (relative error r^2 / 24) replaces the difference.
+    """
+    u, v = z + 0.5 * r, z - 0.5 * r
+    flip = z > 0
+    p, q = torch.where(flip, -v, u), torch.where(flip, -u, v)  # p > q, Phi(p) - Phi(q) = the box's mass
+    lp, lq = torch.special.log_ndtr(p), torch.special.log_ndtr(q)
+    d = (lq - lp).clamp(max=-1e-12)  # < 0
+    log1m = torch.where(d > -0.6931, torch.log(-torch.expm1(d)), torch.log1p(-torch.exp(d)))
+    wide = lp + log1m - torch.log(r)
+    narrow = -0.5 * z ** 2 - _LOG_SQRT_2PI
+    return torch.where(r < 1e-2, narrow, wide)
+
+
 class MixtureHead:
     """Turns raw network outputs (..., P) into a K-component 1-D mixture: log-density and draws.
 
-    ``P = 4K`` for ``'smoothed_uniform'`` (logit, location, log-scale, log-width) and ``3K``
+    ``P = 4K`` for the boxes (logit, location, log-scale, log-width) and ``3K``
     otherwise. Locations are offset by a fixed spread over [-2, 2] so that components start
     apart (a zero-initialised network would otherwise give K identical components that
     receive identical gradients forever).
@@ -89,7 +113,7 @@ class MixtureHead:
 
     def __init__(self, n_components: int, component: str, min_scale: float):
         self.K, self.kind, self.min_scale = int(n_components), component, float(min_scale)
-        self.n_params = (4 if component == "smoothed_uniform" else 3) * self.K
+        self.n_params = (4 if component in _BOXES else 3) * self.K
 
     def split(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(..., P) -> log-weights, locations, scales, widths; each (..., K)."""
@@ -100,7 +124,7 @@ class MixtureHead:
         mu = mu + spread
         # scale >= min_scale, smooth; about 0.2 for a zero raw output
         scale = self.min_scale + F.softplus(s_raw - 1.5)
-        if self.kind == "smoothed_uniform":
+        if self.kind in _BOXES:
             # box width, (..., K); at least 1e-4 * scale so that log(width / scale) stays finite
             width = torch.maximum(torch.exp((raw[..., 3 * K:] - 1.5).clamp(max=3.0)), 1e-4 * scale)
         else:
@@ -116,6 +140,9 @@ class MixtureHead:
         elif self.kind == "logistic":
             u = t / s
             lc = -F.softplus(u) - F.softplus(-u) - torch.log(s)
+        elif self.kind == "box_gaussian":
+            r = w / s
+            lc = _log_normal_box(t / s, r) - torch.log(s)
         else:
             # sigmoid(u) - sigmoid(v) = sigmoid(u) sigmoid(-v) (1 - e^-(u-v)), u - v = w / s = r
             r = w / s  # >= 1e-4 by construction
@@ -129,11 +156,12 @@ class MixtureHead:
         logw, mu, s, w = self.split(raw)
         k = torch.multinomial(logw.exp(), 1)  # (B, 1)
         mu, s, w = mu.gather(-1, k)[:, 0], s.gather(-1, k)[:, 0], w.gather(-1, k)[:, 0]
-        if self.kind == "gaussian":
-            return mu + s * torch.randn_like(mu)
-        u = torch.rand_like(mu).clamp(1e-6, 1 - 1e-6)
-        x = mu + s * (torch.log(u) - torch.log1p(-u))  # logistic
-        if self.kind == "smoothed_uniform":
+        if self.kind in ("gaussian", "box_gaussian"):
+            x = mu + s * torch.randn_like(mu)
+        else:
+            u = torch.rand_like(mu).clamp(1e-6, 1 - 1e-6)
+            x = mu + s * (torch.log(u) - torch.log1p(-u))  # logistic
+        if self.kind in _BOXES:
             x = x + w * (torch.rand_like(mu) - 0.5)  # + uniform on the box
         return x
 
