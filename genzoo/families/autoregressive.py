@@ -72,7 +72,7 @@ from genzoo.families._wide import scaled_width
 from genzoo.families.text_autoregressive import TEXT_MODELS, TextAutoregressive
 from genzoo.nn.gaussian_mixture import GaussianMixtureChain
 from genzoo.nn.made import MADE
-from genzoo.nn.mlp import LabelEmbedding
+from genzoo.nn.mlp import LabelEmbedding, in_chunks
 from genzoo.nn.pixelcnn import PixelCNN
 from genzoo.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, TRAINING, UNIT_OPEN_RIGHT, Options
 from genzoo.registry import register
@@ -81,6 +81,8 @@ COMPONENTS = ("smoothed_uniform", "box_gaussian", "logistic", "gaussian")
 #: components with a box width parameter
 _BOXES = ("smoothed_uniform", "box_gaussian")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+#: rows per network pass when scoring (the per-coordinate mixtures make a pass light per row)
+AR_CHUNK_ROWS = 65536
 
 
 # ----------------------------------------------------------------------------- 1-D mixtures
@@ -643,8 +645,9 @@ class Autoregressive(IndependentBlocks, MixturePrior, TextAutoregressive, TorchG
     # ------------------------------------------------------------------ density
     def _log_prob_std(self, Z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """log p(z | y) per row (class indices ``y``; the base class forms the marginal over classes)."""
-        return _to_numpy(self._chunked(lambda b, yb: self._coord_log_prob(b, yb).sum(1), self._tensor(Z),
-                                       self._labels(y)))
+        with torch.no_grad():
+            return _to_numpy(in_chunks(lambda b, yb: self._coord_log_prob(b, yb).sum(1), self._tensor(Z),
+                                       self._labels(y), size=AR_CHUNK_ROWS))
 
     def _class_log_joint(self, z: torch.Tensor, upto: torch.Tensor | int) -> torch.Tensor:
         """log prior_k + sum_{i < upto} log p(z_i | z_<i, k) for every class k: (B, C).
@@ -658,15 +661,10 @@ class Autoregressive(IndependentBlocks, MixturePrior, TextAutoregressive, TorchG
         out = torch.empty(B, C, dtype=z.dtype, device=z.device)
         for k in range(C):
             yk = torch.full((B,), k, dtype=torch.long, device=z.device)
-            lp = self._chunked(lambda b, yb: self._coord_log_prob(b, yb), z, yk)  # (B, D)
+            with torch.no_grad():
+                lp = in_chunks(lambda b, yb: self._coord_log_prob(b, yb), z, yk, size=AR_CHUNK_ROWS)  # (B, D)
             out[:, k] = (lp * keep).sum(1) + log_prior[k]
         return out
-
-    @staticmethod
-    def _chunked(fn, z: torch.Tensor, y: torch.Tensor | None = None, size: int = 65536) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.cat([fn(z[a:a + size], None if y is None else y[a:a + size])
-                              for a in range(0, len(z), size)])
 
     # ------------------------------------------------------------------ sampling
     def _ancestral(self, z: torch.Tensor, fill: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -804,7 +802,9 @@ class Autoregressive(IndependentBlocks, MixturePrior, TextAutoregressive, TorchG
                     zz = z[rows].repeat_interleave(V, 0)
                     zz[:, i] = cand.repeat(len(rows))
                     yy = None if y is None else y[rows].repeat_interleave(V)
-                    lp = self._chunked(lambda b, yb, i=i: self._coord_log_prob(b, yb)[:, i:].sum(1), zz, yy)
+                    with torch.no_grad():
+                        lp = in_chunks(lambda b, yb, i=i: self._coord_log_prob(b, yb)[:, i:].sum(1), zz, yy,
+                                       size=AR_CHUNK_ROWS)
                     pick = torch.multinomial(torch.softmax(lp.view(len(rows), V).double(), 1), 1)[:, 0]
                     new = cand[pick]
                     if width is not None:
