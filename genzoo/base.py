@@ -655,6 +655,38 @@ class GenerativeModel(BaseEstimator):
         spec = getattr(self, "spec_", None)
         return spec if spec is not None else DataSpec.default(self.n_features_in_)
 
+    # ------------------------------------------------------------------ choices made at fit
+    #: choices a fit makes between candidate fits by their held-out likelihood: fitted attribute with each
+    #: choice's held-out NLL -> (fitted attribute with the kept choice, a phrase per choice)
+    _fit_choice_phrases: ClassVar[dict[str, tuple[str, dict[str, str]]]] = {}
+
+    def fit_choices(self) -> list[str]:
+        """What this fit chose between candidate fits, one line each, with the held-out NLL (nats per row,
+        standardised columns) that decided: the Gaussian-mixture start of the exact-density families
+        (prior or base) and a product of independent column blocks, then each block model's own choices.
+        Empty when the fit had nothing to choose (one candidate, e.g. in 2-D)."""
+        self._check_fitted()
+        lines = []
+        for scores_attr, (kept_attr, phrases) in self._fit_choice_phrases.items():
+            scores = getattr(self, scores_attr, None)
+            if not scores or len(scores) < 2:
+                continue
+            kept = getattr(self, kept_attr)
+            rest = "; ".join(f"{phrases.get(k, k)} {v:.4f}" for k, v in scores.items() if k != kept)
+            lines.append(f"kept the {phrases.get(kept, kept)}: held-out NLL per row, standardised columns, "
+                         f"{scores[kept]:.4f} ({rest})")
+        losses = getattr(self, "factorise_losses_", None)
+        if losses:
+            spec = self._spec()
+            names = [", ".join(str(spec.names[spec.modelled[j]]) for j in cols) for cols, _ in self._block_pairs()]
+            kept = (f"a product of {len(names)} independent column blocks ({' | '.join(names)})" if names
+                    else "the joint model (independent column blocks were tried)")
+            lines.append(f"kept {kept}: held-out NLL per row, standardised columns, joint {losses['joint']:.4f}, "
+                         f"blocks {losses['blocks']:.4f}")
+            for name, (_, sub) in zip(names, self._block_pairs()):
+                lines += [f"block ({name}): {line}" for line in sub.fit_choices()]
+        return lines
+
     # ------------------------------------------------------------------ independent blocks
     def _fit_blocks(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:
         """After ``_fit_std``: families that can model independent blocks apart fit them here

@@ -198,23 +198,6 @@ def _training_lines(model) -> list[str]:
     return lines
 
 
-def _blocks_line(model) -> str | None:
-    """Which model a fit that tried independent column blocks kept, and why (held-out NLL per row)."""
-    losses = getattr(model, "factorise_losses_", None)
-    if not losses:
-        return None
-    blocks = getattr(model, "blocks_", None)
-    if blocks:
-        spec = model._spec()
-        names, keep = spec.names, spec.modelled
-        parts = " | ".join(", ".join(str(names[keep[j]]) for j in b) for b in blocks)
-        kept = f"a product of {len(blocks)} independent column blocks ({parts})"
-    else:
-        kept = "the joint model (independent column blocks were tried)"
-    return (f"  kept {kept}: held-out NLL per row, standardised columns, joint {losses['joint']:.4f}, "
-            f"blocks {losses['blocks']:.4f}")
-
-
 def _cmd_train(args) -> int:
     import genzoo as gz
     from genzoo.params import validate_params
@@ -243,9 +226,8 @@ def _cmd_train(args) -> int:
     print(f"trained {args.family} on {len(X)} rows x {len(cols)} columns ({shown})"
           + (f", conditioned on {args.label!r} ({len(model.classes_)} classes)" if y is not None else ""))
     print("\n".join(_training_lines(model)))
-    blocks_line = _blocks_line(model)
-    if blocks_line:
-        print(blocks_line)
+    for line in model.fit_choices():  # what the fit chose between candidate fits, and why
+        print(f"  {line}")
     print(f"saved to {args.out}")
     return 0
 

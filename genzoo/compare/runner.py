@@ -257,6 +257,7 @@ def execute_run(data: Data, family: str, params: dict, seed: int, cfg: dict, run
         model.fit(data.X_train, y)
         rec["fit_s"] = time.perf_counter() - t0
         rec["conditional"] = y is not None
+        rec["choices"] = model.fit_choices()
         hist = getattr(model, "history_", {}) or {}
         rec["history"] = {k: [float(x) if x is not None else float("nan") for x in v] for k, v in hist.items()}
         timings = rec["timings"] = {"fit": rec["fit_s"]}

@@ -16,6 +16,8 @@ and keeps the better held-out likelihood (about twice the fit time), as the flow
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 
@@ -42,12 +44,18 @@ def mixture_size(given: int | None, Z: np.ndarray) -> int:
     return int(given) if given is not None else choose_mixture_components(Z)
 
 
+#: what each prior choice is called in phase names and ``fit_choices``
+PRIOR_PHRASES = {"mixture": "mixture prior", "none": "no prior"}
+
+
 class MixturePrior:
     """Mixin for a ``TorchGenerativeModel`` with hyperparameters ``prior`` ('none', 'mixture' or None)
     and ``prior_components``; the family builds its network with ``prior_components_`` Gaussians and
     says where their field is (``_mixture_field``). Fitted attributes: ``prior_`` (the kept choice),
     ``prior_components_`` (0 without), ``prior_losses_`` (each choice's held-out NLL per row in
     standardised units when both were fitted; with one choice, that fit's best validation loss)."""
+
+    _fit_choice_phrases: ClassVar[dict] = {"prior_losses_": ("prior_", PRIOR_PHRASES)}
 
     def _mixture_field(self):
         raise NotImplementedError
@@ -86,7 +94,7 @@ class MixturePrior:
 
         self.prior_losses_ = self._fit_keeping_best(candidates, "prior_", fit_once, held_out_nll,
                                                     keep=("prior_components_",),
-                                                    labels={"mixture": "mixture prior", "none": "no prior"})
+                                                    labels=PRIOR_PHRASES)
 
     def _get_meta(self) -> dict:
         losses = getattr(self, "prior_losses_", None)

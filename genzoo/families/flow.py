@@ -58,6 +58,7 @@ Defaults, and why (the measurements, with the commands that reproduce them, are 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -94,6 +95,8 @@ IMAGE_EVAL_EVERY = 25
 # rows per pass when sampling: the inverse's (rows, components) work arrays then stay in cache
 # (4096-8192 sample ~1.3x faster than 32768 on one thread; benchmarks/bench_sampling.py --chunks)
 _SAMPLE_CHUNK = 8192
+#: what each base choice is called in phase names and ``fit_choices``
+BASE_PHRASES = {"mixture": "mixture base", "normal": "normal base"}
 
 
 class FlowNet(nn.Module):
@@ -220,6 +223,7 @@ class Flow(IndependentBlocks, TorchGenerativeModel):
         "label_dim": POSITIVE_INT,
         "weight_decay": NON_NEGATIVE, "ema_decay": UNIT_OPEN_RIGHT,
     }
+    _fit_choice_phrases: ClassVar[dict] = {"base_losses_": ("base_", BASE_PHRASES)}
 
     def __init__(self, *, coupling: str = "mixture", n_layers: int = 6, hidden: int | None = None, blocks: int = 1,
                  bins: int = 16, components: int | None = None, tail_bound: float = 3.0, data_init: bool = True,
@@ -348,7 +352,7 @@ class Flow(IndependentBlocks, TorchGenerativeModel):
         choices = mixture_start_choices(self, self.base, Z.shape[1], ("mixture", "normal"))
         self.base_losses_ = self._fit_keeping_best(choices, "base_", fit_once, lambda rec: rec.best_val_loss,
                                                    keep=("base_components_",),
-                                                   labels={"mixture": "mixture base", "normal": "normal base"})
+                                                   labels=BASE_PHRASES)
 
     # ------------------------------------------------------------------ density and sampling
     def _log_prob_std(self, Z, y: np.ndarray | None = None) -> np.ndarray:

@@ -358,6 +358,16 @@ def overview_figure(out: str, records: list[dict], fams: list[str], data, box) -
     return _png(fig)
 
 
+def _choices_note(records: list[dict], fam: str) -> str:
+    """What each seed's fit chose between candidate fits (mixture start, independent blocks), and the
+    held-out numbers that decided; nothing when no fit had a choice to make."""
+    runs = [r for r in records if r["family"] == fam and r.get("choices")]
+    if not runs:
+        return ""
+    items = "".join(f"<li>seed {r['seed']}: {html.escape(line)}</li>" for r in runs for line in r["choices"])
+    return f"<p class=note><b>Chosen at fit.</b></p><ul class=note id='choices-{html.escape(fam)}'>{items}</ul>"
+
+
 def _status(records, fam) -> str:
     st = sorted({r.get("status", "?") for r in records if r["family"] == fam})
     return "/".join(st)
@@ -513,7 +523,7 @@ def write_report(out: str, records: list[dict], summary: list[dict], meta: dict[
         figs = family_figures(out, records, fam, data, box)
         row = next(r for r in summary if r["family"] == fam)
         err = f"<p class=bad>{esc('; '.join(row['errors']))}</p>" if row["errors"] else ""
-        parts.append(f"<h3 id='fam-{esc(fam)}'>{esc(fam)}</h3>{err}<div class=fam>"
+        parts.append(f"<h3 id='fam-{esc(fam)}'>{esc(fam)}</h3>{err}{_choices_note(records, fam)}<div class=fam>"
                      + "".join(_img(src, f"{fam} {cap}") for cap, src in figs) + "</div>")
     parts.append("</section></body></html>")
     path = os.path.join(out, "report.html")

@@ -57,6 +57,10 @@ def test_a_product_of_blocks_answers_block_by_block(family, tmp_path):
     assert m.blocks_ == [[0, 1], [2, 3]] and len(m.block_models_) == 2
     assert set(m.factorise_losses_) == {"joint", "blocks"}
     assert any("(block 2: x2, x3)" in p["name"] for p in m.phases_)
+    said = m.fit_choices()
+    assert said[0].startswith("kept a product of 2 independent column blocks (x0, x1 | x2, x3): held-out NLL")
+    assert f"joint {m.factorise_losses_['joint']:.4f}, blocks {m.factorise_losses_['blocks']:.4f}" in said[0]
+    assert all(line.startswith(("block (x0, x1): kept the", "block (x2, x3): kept the")) for line in said[1:])
     Xte = _rings(200, seed=1)
     lp = m.score_samples(Xte)
     parts = sum(s.score_samples((Xte[:, c] - m.loc_[c]) / m.scale_[c]) for c, s in zip(m.blocks_, m.block_models_))
@@ -79,6 +83,7 @@ def test_a_product_of_blocks_answers_block_by_block(family, tmp_path):
     m.save(tmp_path / "m.genzoo")
     again = gz.load(tmp_path / "m.genzoo")
     assert again.blocks_ == m.blocks_ and again.factorise_losses_ == pytest.approx(m.factorise_losses_)
+    assert again.fit_choices() == said
     np.testing.assert_allclose(again.score_samples(Xte), lp, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(again.sample(5, random_state=4), m.sample(5, random_state=4))
 
@@ -106,3 +111,4 @@ def test_a_dependence_the_test_misses_keeps_the_joint_model():
     m = gz.make("autoregressive", prior="none", random_state=0, verbose=0, max_steps=600).fit(X)
     assert m.blocks_ is None and m.block_models_ is None
     assert m.factorise_losses_["joint"] < m.factorise_losses_["blocks"] - 0.2
+    assert m.fit_choices()[0].startswith("kept the joint model (independent column blocks were tried)")

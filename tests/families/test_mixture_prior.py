@@ -54,14 +54,19 @@ def test_beyond_two_columns_the_better_prior_is_kept(family, tmp_path):
     assert set(m.prior_losses_) == {"mixture", "none"}
     assert m.prior_ == "mixture" and m.prior_losses_["mixture"] < m.prior_losses_["none"]
     assert [p["name"] for p in m.phases_] == ["fit (no prior)", "fit (mixture prior)"]
+    loss = m.prior_losses_
+    assert m.fit_choices() == [f"kept the mixture prior: held-out NLL per row, standardised columns, "
+                               f"{loss['mixture']:.4f} (no prior {loss['none']:.4f})"]
     Xte = _blobs(300, seed=1)
     m.save(tmp_path / "m.genzoo")
     again = gz.load(tmp_path / "m.genzoo")
     assert again.prior_ == "mixture" and again.prior_components_ == m.prior_components_
     assert again.prior_losses_ == pytest.approx(m.prior_losses_)
+    assert again.fit_choices() == m.fit_choices()  # read from the checkpoint
     np.testing.assert_allclose(again.score_samples(Xte[:20]), m.score_samples(Xte[:20]), rtol=1e-5, atol=1e-5)
     plain = gz.make(family, prior="none", **kw).fit(X)
     assert plain.prior_ == "none" and plain.prior_components_ == 0 and len(plain.phases_) == 1
+    assert plain.fit_choices() == []  # one candidate: nothing chosen
     two_d = gz.make(family, **kw).fit(X[:, :2])
     assert two_d.prior_ == "none" and len(two_d.phases_) == 1  # in 2-D the network alone, as before
 
