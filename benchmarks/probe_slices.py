@@ -5,7 +5,8 @@ project root.
     python benchmarks/probe_slices.py pinwheel kde
     python benchmarks/probe_slices.py moons kde max_train=5000 seed=1
 
-Values are JSON (strings quoted).
+Values are JSON (strings quoted). Families with a likelihood also print NLL - H on 10,000 fresh rows
+(random_state=99; the true density's log-likelihood of the same rows as H).
 """
 import importlib.util
 import json
@@ -41,5 +42,9 @@ for j, x0 in enumerate(qs):
     t = [acc._exact_conditional(ds, x0, 2000, rng, lo, hi) for _ in range(4)]
     floor = np.mean([wasserstein_distance(t[0], t[1]), wasserstein_distance(t[2], t[3])])
     ratios.append(float(np.mean([wasserstein_distance(F[:, 1], t[i]) for i in range(2)]) / max(floor, 1e-9)))
+gap = ""
+if m.likelihood_kind != "none":  # NLL - H on fresh rows, paired with the true density's log-likelihood
+    R = ds.sample(10_000, random_state=99).astype(np.float32)
+    gap = f", NLL - H {float(np.mean(ds.log_prob(R)) - np.mean(m.score_samples(R))):+.4f}"
 print(f"{dname}/{fam} {kw} seed {seed}: worst W1/floor {max(ratios):.1f} slices {np.round(ratios, 1).tolist()} "
-      f"(x0 = {np.round(qs, 3).tolist()}) fit {fit_s:.0f}s", flush=True)
+      f"(x0 = {np.round(qs, 3).tolist()}) fit {fit_s:.0f}s{gap}", flush=True)
