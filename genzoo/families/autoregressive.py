@@ -16,6 +16,7 @@ components:
   (Phi((x-a)/s) - Phi((x-b)/s)) / (b - a): the same box and sharp-mode shapes with Gaussian
   tails, so a conditional far from its data (a slice through a thin arm's tip) keeps less
   stray mass than the logistic's exponential tails give it. A draw is mu + w (U - 1/2) + s N.
+  An option, not the default: it helps some data sets' tail slices and hurts others'.
 * ``'logistic'``: a mixture of logistics (as in PixelCNN++, Salimans et al. 2017).
 * ``'gaussian'``: a mixture of Gaussians (the classical mixture density network).
 
@@ -87,7 +88,8 @@ AR_CHUNK_ROWS = 65536
 
 # ----------------------------------------------------------------------------- 1-D mixtures
 def _log_normal_box(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """log of (Phi(z + r/2) - Phi(z - r/2)) / r: a unit-width box of width ``r`` convolved with N(0, 1), at ``z``.
+    """log of (Phi(z + r/2) - Phi(z - r/2)) / r: the density at ``z`` of a uniform of width ``r`` centred
+    at 0 plus an independent N(0, 1) (the component in units of its scale).
 
     Computed in the lower tail (reflected when the box's centre is past 0) as
     log Phi(p) + log(1 - Phi(q) / Phi(p)), exact in float32 far into both tails; for a box narrower
@@ -331,7 +333,9 @@ class Autoregressive(IndependentBlocks, MixturePrior, TextAutoregressive, TorchG
     n_components : int, default=16
         Mixture components K per 1-D conditional.
     component : str, default='smoothed_uniform'
-        Component kind: 'smoothed_uniform' (box convolved with a logistic), 'logistic' or 'gaussian'.
+        Component kind: 'smoothed_uniform' (box convolved with a logistic), 'box_gaussian' (box
+        convolved with a Gaussian: lighter tails; on the slices of issue 14 better on pinwheel, worse
+        on moons and gaussians8, benchmarks/RESULTS.md), 'logistic' or 'gaussian'.
     min_scale : float, default=1e-3
         Lower bound on every component's scale, in standardised units.
     hidden : int or None, default=None
