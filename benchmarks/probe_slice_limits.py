@@ -37,9 +37,10 @@ QUANTILES = [0.03, 0.25, 0.5, 0.75, 0.97]
 N = 2000
 
 
-def setup(dname):
+def setup(dname, seed=0):
+    """The check's data set, 10,000 training rows, slice positions and grid bounds (for ``seed``)."""
     ds = gz.datasets.get(dname)
-    X = ds.sample(10_000, random_state=0)
+    X = ds.sample(10_000, random_state=seed)
     qs = np.quantile(X[:, 0], QUANTILES)
     lo, hi = float(X[:, 1].min() - 1), float(X[:, 1].max() + 1)
     return ds, X, qs, lo, hi
@@ -56,6 +57,11 @@ def ratios(ds, qs, lo, hi, draw, first=0):
         floor = np.mean([wasserstein_distance(t[0], t[1]), wasserstein_distance(t[2], t[3])])
         out.append(float(np.mean([wasserstein_distance(F, t[i]) for i in range(2)]) / floor))
     return np.round(out, 1).tolist()
+
+
+def model_draw(m):
+    """``draw`` for :func:`ratios`: the model's ``impute`` of N rows observed at x0, seeded by the slice."""
+    return lambda j, x0: np.asarray(m.impute(np.array([[x0, np.nan]] * N), random_state=j), float)[:, 1]
 
 
 def grid_draw(logpdf, lo, hi, j, x0):
@@ -83,9 +89,7 @@ def kde():
     ds, X, qs, lo, hi = setup("checkerboard")
     for bw in [0.005, 0.01, 0.02, 0.036]:
         m = gz.make("kde", bandwidth=bw, random_state=0).fit(X.astype(np.float32))
-        def draw(j, x0, m=m):
-            return np.asarray(m.impute(np.array([[x0, np.nan]] * N), random_state=j))[:, 1]
-        r = ratios(ds, qs, lo, hi, draw)
+        r = ratios(ds, qs, lo, hi, model_draw(m))
         print(f"  kde, bandwidth {bw} (standardised): worst {max(r)} slices {r}", flush=True)
 
 

@@ -677,15 +677,20 @@ class GenerativeModel(BaseEstimator):
                          f"{scores[kept]:.4f} ({rest})")
         losses = getattr(self, "factorise_losses_", None)
         if losses:
-            spec = self._spec()
-            names = [", ".join(str(spec.names[spec.modelled[j]]) for j in cols) for cols, _ in self._block_pairs()]
+            pairs = self._block_pairs()
+            names = [self._column_names(cols) for cols, _ in pairs]
             kept = (f"a product of {len(names)} independent column blocks ({' | '.join(names)})" if names
                     else "the joint model (independent column blocks were tried)")
             lines.append(f"kept {kept}: held-out NLL per row, standardised columns, joint {losses['joint']:.4f}, "
                          f"blocks {losses['blocks']:.4f}")
-            for name, (_, sub) in zip(names, self._block_pairs()):
+            for name, (_, sub) in zip(names, pairs):
                 lines += [f"block ({name}): {line}" for line in sub.fit_choices()]
         return lines
+
+    def _column_names(self, cols) -> str:
+        """The table's names of modelled columns ``cols`` (indices among the modelled ones), comma-joined."""
+        spec = self._spec()
+        return ", ".join(str(spec.names[spec.modelled[j]]) for j in cols)
 
     # ------------------------------------------------------------------ independent blocks
     def _fit_blocks(self, Z: np.ndarray, y: np.ndarray | None, seed: int) -> None:

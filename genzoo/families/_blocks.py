@@ -106,7 +106,7 @@ class IndependentBlocks:
             sub = type(self)(**{**self.get_params(), "factorise": False, "random_state": seed})
             sub._block_of_wider_table = True  # its mixture-start choices are the wide table's (_prior)
             sub.fit(Z[:, cols], progress=getattr(self, "_progress", None))
-            names = ", ".join(str(spec.names[k]) for k in np.asarray(spec.modelled)[cols])
+            names = self._column_names(cols)
             self.phases_ = [*self.phases_, *({**p, "name": f"{p['name']} (block {i + 1}: {names})"}
                                              for p in sub.phases_)]
             subs.append(sub)
